@@ -1,0 +1,1 @@
+"""Benchmark suite for authbridge (not run by CI; see docs/benchmarks.md)."""

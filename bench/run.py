@@ -1,0 +1,162 @@
+"""Run the whole benchmark suite and record the results.
+
+``bash bench/run.sh`` is the documented entry point (it installs wrk and the bench extra
+first); it runs ``python -m bench``. Writes ``bench/results.json`` and the results block of
+``docs/benchmarks.md``. ``--quick`` does a short smoke run that writes
+``bench/out/results-quick.json`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import BENCH_DIR, OUT_DIR, PYTHON, REPO_ROOT, machine, python_env, versions
+
+RESULTS_PATH = BENCH_DIR / "results.json"
+DOCS_PATH = REPO_ROOT / "docs" / "benchmarks.md"
+SECTIONS = ("micro", "http", "memory")
+
+# (key, comparison, bound): the project's performance targets.
+TARGETS: dict[str, tuple[str, float]] = {
+    "cold_ratio_vs_raw_verify": ("<=", 2.0),
+    "warm_validation_us": ("<=", 10.0),
+    "http_ratio_warm": (">=", 0.85),
+    "http_ratio_distinct": (">=", 0.6),
+}
+
+
+def _ensure_importable() -> None:
+    if importlib.util.find_spec("authbridge") is None:
+        sys.path.insert(0, str(REPO_ROOT / "src"))
+
+
+def run_memory(count: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [PYTHON, "-m", "bench.memory", "--count", str(count)],
+        cwd=REPO_ROOT,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        msg = f"memory benchmark failed:\n{proc.stdout}\n{proc.stderr}"
+        raise RuntimeError(msg)
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if micro := results.get("micro"):
+        ratios = micro["cold"]["ratio_vs_raw_verify"]
+        out["cold_ratio_vs_raw_verify"] = ratios["authbridge"]
+        out["cold_ratio_vs_raw_verify_all"] = ratios
+        out["cold_us"] = micro["cold"]["us_per_token"]
+        out["warm_validation_us"] = micro["warm"]["us_per_token"]
+    if http := results.get("http"):
+        out["http_ratio_warm"] = http["ratios"]["warm"]
+        out["http_ratio_distinct"] = http["ratios"]["distinct"]
+        out["http_ratio_tutorial"] = http["ratios"]["tutorial"]
+        out["http_rps"] = {name: s["rps"] for name, s in http["scenarios"].items()}
+    if memory := results.get("memory"):
+        out["peak_rss_mib_1m_tokens"] = memory["peak_rss_mib"]
+        out["baseline_rss_mib"] = memory["baseline_peak_rss_mib"]
+        out["memory_tokens"] = memory["tokens"]
+    return out
+
+
+def check_targets(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    checked: dict[str, dict[str, Any]] = {}
+    for key, (op, bound) in TARGETS.items():
+        if key not in values:
+            continue
+        value = values[key]
+        met = value <= bound if op == "<=" else value >= bound
+        checked[key] = {"value": value, "target": f"{op} {bound:g}", "met": met}
+    return checked
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short smoke run; docs untouched")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--output", type=Path, help="results file (default bench/results.json)")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {sorted(unknown)}")
+
+    _ensure_importable()
+    from bench import httpbench, micro  # noqa: PLC0415
+
+    OUT_DIR.mkdir(exist_ok=True)
+    output = args.output or (OUT_DIR / "results-quick.json" if args.quick else RESULTS_PATH)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "bash bench/run.sh" + (" --quick" if args.quick else ""),
+        "quick": args.quick,
+        "machine": machine(),
+        "versions": versions(),
+    }
+
+    if "micro" in sections:
+        print("[1/3] cold + warm validation (in-process)", flush=True)
+        if args.quick:
+            results["micro"] = micro.run(300, 3, 2000, 3)
+        else:
+            results["micro"] = micro.run()
+        cold, warm = results["micro"]["cold"], results["micro"]["warm"]
+        for name, us in cold["us_per_token"].items():
+            ratio = cold["ratio_vs_raw_verify"][name]
+            print(f"  cold {name:<12} {us:8.2f} us  {ratio:5.2f}x raw verify", flush=True)
+        print(f"  warm authbridge   {warm['us_per_token']:8.2f} us", flush=True)
+
+    if "http" in sections:
+        print("[2/3] HTTP throughput (uvicorn + wrk)", flush=True)
+        if args.quick:
+            cfg = httpbench.WrkConfig(duration_s=2, warmup_s=1)
+            results["http"] = httpbench.run(cfg)
+        else:
+            results["http"] = httpbench.run()
+        print(f"  ratios vs unprotected: {results['http']['ratios']}", flush=True)
+
+    if "memory" in sections:
+        count = 50_000 if args.quick else 1_000_000
+        print(f"[3/3] peak RSS after {count} distinct tokens (fresh process)", flush=True)
+        results["memory"] = run_memory(count)
+        mem = results["memory"]
+        print(
+            f"  baseline {mem['baseline_peak_rss_mib']} MiB -> peak {mem['peak_rss_mib']} MiB"
+            f" (cache_size={mem['cache_size']})",
+            flush=True,
+        )
+
+    summary = headline(results)
+    summary["targets"] = check_targets(summary)
+    summary["total_seconds"] = round(time.monotonic() - started, 1)
+    final = {**summary, **results}
+    output.write_text(json.dumps(final, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {output.relative_to(REPO_ROOT) if output.is_relative_to(REPO_ROOT) else output}")
+
+    if not args.quick and not args.no_docs and set(sections) == set(SECTIONS):
+        from bench.report import update_docs  # noqa: PLC0415
+
+        update_docs(final, DOCS_PATH)
+        print(f"updated {DOCS_PATH.relative_to(REPO_ROOT)}")
+    for key, check in summary["targets"].items():
+        verdict = "ok" if check["met"] else "MISSED"
+        print(f"  {key}: {check['value']} (target {check['target']}) {verdict}")
+    return 0

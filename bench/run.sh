@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run the authbridge benchmark suite (not part of CI); about 4 minutes on 2 cores.
+#   bash bench/run.sh            full run: writes bench/results.json and docs/benchmarks.md
+#   bash bench/run.sh --quick    smoke run: writes bench/out/results-quick.json only
+# Installs wrk (Debian package) if missing and the "bench" extra into the venv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+
+if ! command -v wrk >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq wrk
+fi
+
+if [ ! -x "$PY" ]; then
+  python3 -m venv "$ROOT/.venv"
+  PY="$ROOT/.venv/bin/python"
+fi
+
+# Use the source tree even if the package is not installed (editable or not).
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c "import authbridge.testing, fastapi, uvicorn, httpx, joserfc, jwt, cryptography" \
+    >/dev/null 2>&1; then
+  "$PY" -m pip install -q -e "$ROOT[bench]" \
+    || "$PY" -m pip install -q "pyjwt[crypto]>=2.9" "joserfc>=1.0" "cryptography>=43" \
+      "fastapi>=0.115" "httpx>=0.27" "pydantic>=2.7" "uvicorn>=0.30"
+fi
+
+exec "$PY" -m bench "$@"

@@ -1,0 +1,32 @@
+"""authbridge: trust, log in with and exchange tokens from any OAuth 2.0 / OIDC provider.
+
+The public surface is exactly ``__all__``; everything else is private.
+"""
+
+from . import roles
+from ._version import __version__
+from .errors import (
+    AuthBridgeError,
+    ConfigurationError,
+    InsufficientScope,
+    InvalidToken,
+    MissingToken,
+    ProviderUnavailable,
+)
+from .fastapi import AuthBridge
+from .resource import OIDCProvider, Principal, ResourceServer
+
+__all__ = [
+    "AuthBridge",
+    "AuthBridgeError",
+    "ConfigurationError",
+    "InsufficientScope",
+    "InvalidToken",
+    "MissingToken",
+    "OIDCProvider",
+    "Principal",
+    "ProviderUnavailable",
+    "ResourceServer",
+    "__version__",
+    "roles",
+]

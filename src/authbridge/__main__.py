@@ -1,0 +1,5 @@
+"""``python -m authbridge``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,165 @@
+"""Outbound HTTP: bounded in time and size, never following redirects.
+
+Every fetch authbridge makes (discovery documents, JWKS) goes through
+:func:`fetch_json`. The caller owns the :class:`httpx.AsyncClient`; tests inject
+a transport (``httpx.MockTransport`` or a real loopback server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .errors import ProviderUnavailable
+
+logger = logging.getLogger("authbridge.http")
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class JSONResponse:
+    """A fetched JSON object and the response headers that matter for caching."""
+
+    body: dict[str, Any]
+    cache_control: str | None
+
+
+ClientSource = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
+"""Yields the outbound client for one exchange (shared, or short-lived)."""
+
+
+def new_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """Create the outbound client: no redirects, no environment proxies/netrc."""
+    return httpx.AsyncClient(
+        transport=transport,
+        follow_redirects=False,
+        trust_env=False,
+        headers={
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": "authbridge",
+        },
+    )
+
+
+class HttpClientHolder:
+    """Owns the outbound client between :meth:`open` and :meth:`aclose`.
+
+    Outside that window (e.g. an app run without its lifespan) each exchange
+    gets a short-lived client, so nothing leaks across event loops.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a shared client is open."""
+        return self._client is not None
+
+    def open(self) -> None:
+        """Open the shared client (idempotent)."""
+        if self._client is None:
+            self._client = new_client(self._transport)
+
+    async def aclose(self) -> None:
+        """Close the shared client, if open."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[httpx.AsyncClient]:
+        """Yield the shared client, or a short-lived one when none is open."""
+        if self._client is not None:
+            yield self._client
+            return
+        async with new_client(self._transport) as client:
+            yield client
+
+
+async def fetch_json(
+    client: ClientSource,
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    provider: str | None = None,
+) -> JSONResponse:
+    """GET ``url`` and return its JSON object body.
+
+    The whole exchange (connect, headers and body) is bounded by ``timeout``;
+    the body by ``max_bytes`` (checked while streaming, so a huge or endless
+    body costs at most ``max_bytes``). Redirects are refused.
+
+    Raises:
+        ProviderUnavailable: on any transport error, timeout, non-200 status,
+            oversize body, or a body that is not a JSON object. The reason never
+            contains the URL's query or the body.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            async with client() as http:
+                return await _fetch(http, url, max_bytes=max_bytes, provider=provider)
+    except TimeoutError:
+        raise ProviderUnavailable("timeout", provider=provider) from None
+    except httpx.HTTPError as exc:
+        raise ProviderUnavailable(f"transport_error:{type(exc).__name__}", provider=provider) from None
+
+
+async def _fetch(
+    client: httpx.AsyncClient, url: str, *, max_bytes: int, provider: str | None
+) -> JSONResponse:
+    async with client.stream("GET", url) as response:
+        if response.status_code != 200:
+            raise ProviderUnavailable(f"http_status:{response.status_code}", provider=provider)
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise ProviderUnavailable("response_too_large", provider=provider)
+        chunks: list[bytes] = []
+        size = 0
+        # We ask for identity encoding; a server compressing anyway is decoded
+        # chunk by chunk and still cut off at max_bytes.
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise ProviderUnavailable("response_too_large", provider=provider)
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        cache_control = response.headers.get("cache-control")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProviderUnavailable("invalid_json", provider=provider) from None
+    if not isinstance(body, dict):
+        raise ProviderUnavailable("json_not_an_object", provider=provider)
+    return JSONResponse(body=body, cache_control=cache_control)
+
+
+def max_age_from_cache_control(value: str | None) -> float | None:
+    """Return ``max-age`` seconds from a Cache-Control header, or ``None``.
+
+    ``no-store``/``no-cache`` count as 0 (the caller clamps to its minimum).
+    """
+    if not value:
+        return None
+    age: float | None = None
+    for raw_part in value.split(","):
+        part = raw_part.strip().lower()
+        if part in ("no-store", "no-cache"):
+            return 0.0
+        if part.startswith("max-age="):
+            digits = part[len("max-age=") :].strip('"')
+            if digits.isdigit():
+                age = float(min(int(digits), 10**9))
+    return age

@@ -1,0 +1,163 @@
+"""FastAPI security dependencies that turn a bearer token into a Principal.
+
+They subclass :class:`fastapi.security.base.SecurityBase`, so FastAPI lists an
+HTTP bearer scheme in the OpenAPI document (Swagger's "Authorize" accepts a
+pasted token) and passes the route's ``Security(..., scopes=[...])`` in
+:class:`fastapi.security.SecurityScopes`. They take an
+:class:`starlette.requests.HTTPConnection`, so WebSocket routes work too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from fastapi import HTTPException, WebSocketException, status
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
+from starlette.requests import HTTPConnection
+
+from ..errors import AuthBridgeError, InsufficientScope, InvalidToken, MissingToken
+from ..resource.principal import Principal
+
+if TYPE_CHECKING:
+    from ._bridge import AuthBridge
+
+logger = logging.getLogger("authbridge.fastapi")
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+\-.^_`|~]*) +(\S+)")
+
+_MESSAGES = {
+    MissingToken.code: "Not authenticated",
+    InvalidToken.code: "Invalid or expired access token",
+    InsufficientScope.code: "Insufficient scope",
+}
+_UNAVAILABLE = "Authentication temporarily unavailable"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class PrincipalDependency(SecurityBase):
+    """``Security(auth.principal, scopes=[...])``: the verified caller, or 401/403.
+
+    - No credentials: 401 with a bare ``WWW-Authenticate: Bearer`` challenge.
+    - Bad token: 401, ``error="invalid_token"`` and a generic description.
+    - Missing scope: 403, ``error="insufficient_scope"``, ``scope="..."``.
+    - Provider down: 503.
+    - On a WebSocket: the connection is closed with 1008 (policy violation).
+    """
+
+    def __init__(
+        self,
+        bridge: AuthBridge,
+        *,
+        scheme_name: str,
+        description: str,
+        auto_error: bool = True,
+    ) -> None:
+        self.bridge = bridge
+        self.model = HTTPBearerModel(bearerFormat="JWT", description=description)
+        self.scheme_name = scheme_name
+        self.auto_error = auto_error
+
+    def _challenge(self, error: AuthBridgeError | None, required: tuple[str, ...]) -> str:
+        params: list[str] = []
+        realm = self.bridge.realm
+        if realm:
+            params.append(f"realm={_quote(realm)}")
+        if error is not None and not isinstance(error, MissingToken):
+            params.append(f"error={_quote(error.code)}")
+            params.append(f"error_description={_quote(_MESSAGES[error.code])}")
+            if isinstance(error, InsufficientScope):
+                params.append(f"scope={_quote(' '.join(required))}")
+        return "Bearer " + ", ".join(params) if params else "Bearer"
+
+    def _token(self, connection: HTTPConnection) -> str:
+        values = connection.headers.getlist("authorization")
+        if len(values) > 1:
+            raise InvalidToken("repeated_authorization_header")
+        if values:
+            match = _CREDENTIALS.fullmatch(values[0].strip())
+            if match is None or match.group(1).lower() != "bearer":
+                if values[0].strip().lower() == "bearer":
+                    raise InvalidToken("empty_bearer_token")
+                raise MissingToken("no_bearer_credentials")
+            token = match.group(2)
+        elif self.bridge.allow_query_token and "access_token" in connection.query_params:
+            query = connection.query_params.getlist("access_token")
+            if len(query) != 1:
+                raise InvalidToken("repeated_access_token_parameter")
+            token = query[0]
+        else:
+            raise MissingToken("no_credentials")
+        if _B64TOKEN.fullmatch(token) is None:
+            raise InvalidToken("malformed_token")
+        return token
+
+    async def _authenticate(
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
+    ) -> Principal | None:
+        required = tuple(security_scopes.scopes)
+        try:
+            principal = await self.bridge.verify(self._token(connection))
+            if not principal.scopes.issuperset(required):
+                raise InsufficientScope(required, provider=principal.provider)  # noqa: TRY301
+        except MissingToken as exc:
+            if not self.auto_error:
+                return None
+            self._fail(connection, exc, required)
+        except AuthBridgeError as exc:
+            self._fail(connection, exc, required)
+        return principal
+
+    def _fail(
+        self, connection: HTTPConnection, error: AuthBridgeError, required: tuple[str, ...]
+    ) -> None:
+        # str(error) carries only codes and reasons, never token material.
+        logger.info("Request refused: %s", error)
+        if connection.scope["type"] == "websocket":
+            raise WebSocketException(
+                code=status.WS_1008_POLICY_VIOLATION,
+                reason=_MESSAGES.get(error.code, _UNAVAILABLE),
+            )
+        if isinstance(error, InsufficientScope):
+            code = status.HTTP_403_FORBIDDEN
+        elif isinstance(error, MissingToken | InvalidToken):
+            code = status.HTTP_401_UNAUTHORIZED
+        else:
+            raise HTTPException(
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail=_UNAVAILABLE,
+                headers={"Retry-After": "5"},
+            )
+        raise HTTPException(
+            status_code=code,
+            detail=_MESSAGES[error.code],
+            headers={"WWW-Authenticate": self._challenge(error, required)},
+        )
+
+    async def __call__(
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
+    ) -> Principal:
+        principal = await self._authenticate(connection, security_scopes)
+        assert principal is not None  # noqa: S101 - auto_error is on
+        return principal
+
+
+class OptionalPrincipalDependency(PrincipalDependency):
+    """Like :class:`PrincipalDependency`, but anonymous callers get ``None``.
+
+    A presented but invalid token is still refused: only the absence of
+    credentials means "anonymous".
+    """
+
+    async def __call__(  # type: ignore[override]
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
+    ) -> Principal | None:
+        return await self._authenticate(connection, security_scopes)

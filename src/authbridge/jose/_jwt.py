@@ -1,0 +1,189 @@
+"""JWT header and claim checks driven by one policy object (RFC 7519, 8725, 9068)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ConfigurationError, InvalidToken
+from .keys import ASYMMETRIC_ALGS, HMAC_ALGS
+
+TokenType = Literal["strict", "lenient", "id_token"]
+
+MAX_LEEWAY = 300.0
+# NumericDate values beyond this (year 5138) are nonsense, not dates.
+_MAX_NUMERIC_DATE = 1e11
+_STRICT_TYP = frozenset({"at+jwt", "application/at+jwt"})
+_LENIENT_TYP = _STRICT_TYP | frozenset({"jwt", "application/jwt"})
+_ID_TOKEN_TYP = frozenset({"jwt", "application/jwt"})
+# Keycloak marks its token kinds with a `typ` claim; only these are access tokens.
+_ACCESS_TYP_CLAIM = frozenset({"bearer", "at+jwt"})
+# Header parameters whose presence means "this is not a plain JWS we understand".
+_REJECTED_HEADERS = ("crit", "b64", "enc", "zip")
+_STRING_CLAIMS = ("sub", "jti", "client_id", "azp", "scope", "nonce")
+
+
+@dataclass(frozen=True, slots=True)
+class JWTPolicy:
+    """Everything that decides whether a JWT is acceptable for one issuer.
+
+    Attributes:
+        issuer: The exact ``iss`` value (compared byte for byte).
+        audiences: Accepted ``aud`` values; the token must carry at least one.
+            Empty only when ``client_ids`` is set (tokens without ``aud``).
+        client_ids: If set, ``client_id`` (or ``azp``) must be one of these.
+        algorithms: Accepted JWS ``alg`` values.
+        token_type: ``"strict"``: RFC 9068 ``typ`` ``at+jwt`` required;
+            ``"lenient"``: also ``JWT`` or no ``typ``; ``"id_token"``: an
+            OpenID Connect ID token (``typ`` ``JWT`` or absent, ``sub`` required).
+        leeway: Clock skew tolerated for ``exp``/``nbf``/``iat`` (≤ 300 s).
+        required_claims: Claims that must be present.
+        max_token_bytes: Size cap checked before any decoding.
+    """
+
+    issuer: str
+    audiences: frozenset[str]
+    algorithms: frozenset[str]
+    client_ids: frozenset[str] = frozenset()
+    token_type: TokenType = "lenient"
+    leeway: float = 30.0
+    required_claims: frozenset[str] = frozenset({"iss", "exp"})
+    max_token_bytes: int = 16 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.issuer:
+            raise ConfigurationError("issuer_required")
+        if not self.audiences and not self.client_ids:
+            raise ConfigurationError("audience_or_client_ids_required")
+        if not self.algorithms:
+            raise ConfigurationError("algorithms_required")
+        unknown = self.algorithms - ASYMMETRIC_ALGS - HMAC_ALGS
+        if unknown:
+            raise ConfigurationError(f"unsupported_algorithms:{','.join(sorted(unknown))}")
+        if self.algorithms & HMAC_ALGS and self.algorithms & ASYMMETRIC_ALGS:
+            # Mixing them is how algorithm-confusion attacks start.
+            raise ConfigurationError("hmac_and_asymmetric_algorithms_mixed")
+        if not 0 <= self.leeway <= MAX_LEEWAY:
+            raise ConfigurationError("leeway_out_of_range")
+        if self.token_type not in ("strict", "lenient", "id_token"):
+            raise ConfigurationError("unknown_token_type")
+        if self.max_token_bytes < 256:
+            raise ConfigurationError("max_token_bytes_too_small")
+
+
+def check_header(header: Mapping[str, Any], policy: JWTPolicy) -> tuple[str, str | None]:
+    """Check the JOSE header; return ``(alg, kid)``.
+
+    Embedded key headers (``jwk``, ``jku``, ``x5u``, ``x5c``) are ignored: keys
+    only ever come from the provider's configured key set.
+    """
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in policy.algorithms:
+        raise InvalidToken("algorithm_not_allowed")
+    for name in _REJECTED_HEADERS:
+        if name in header:
+            raise InvalidToken(f"unsupported_header:{name}")
+    typ = header.get("typ")
+    if typ is not None and not isinstance(typ, str):
+        raise InvalidToken("invalid_typ")
+    kind = policy.token_type
+    if kind == "strict":
+        if typ is None or typ.lower() not in _STRICT_TYP:
+            raise InvalidToken("wrong_token_type")
+    elif typ is not None:
+        allowed = _LENIENT_TYP if kind == "lenient" else _ID_TOKEN_TYP
+        if typ.lower() not in allowed:
+            raise InvalidToken("wrong_token_type")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("invalid_kid")
+    return alg, kid
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if name in claims:
+            raise InvalidToken("invalid_claim_type", claim=name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken("invalid_claim_type", claim=name)
+    if not math.isfinite(value) or abs(value) > _MAX_NUMERIC_DATE:
+        raise InvalidToken("invalid_claim_type", claim=name)
+    return float(value)
+
+
+def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> None:
+    """Check registered claims of a signature-verified JWT against ``policy``.
+
+    Raises:
+        InvalidToken: with ``reason`` and ``claim`` set.
+    """
+    for name in policy.required_claims:
+        if name not in claims:
+            raise InvalidToken("missing_claim", claim=name)
+
+    if claims.get("iss") != policy.issuer:
+        raise InvalidToken("issuer_mismatch", claim="iss")
+
+    for name in _STRING_CLAIMS:
+        if name in claims:
+            value = claims[name]
+            if not isinstance(value, str) or (name == "sub" and not value):
+                raise InvalidToken("invalid_claim_type", claim=name)
+
+    leeway = policy.leeway
+    exp = _numeric_date(claims, "exp")
+    if exp is not None and now >= exp + leeway:
+        raise InvalidToken("expired", claim="exp")
+    nbf = _numeric_date(claims, "nbf")
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidToken("not_yet_valid", claim="nbf")
+    iat = _numeric_date(claims, "iat")
+    if iat is not None and iat > now + leeway:
+        raise InvalidToken("issued_in_the_future", claim="iat")
+
+    if "aud" in claims or policy.audiences:
+        aud = claims.get("aud")
+        if isinstance(aud, str):
+            audiences: tuple[Any, ...] = (aud,)
+        elif isinstance(aud, list) and aud:
+            audiences = tuple(aud)
+            if not all(isinstance(a, str) for a in audiences):
+                raise InvalidToken("invalid_claim_type", claim="aud")
+        elif aud is None and "aud" not in claims:
+            raise InvalidToken("missing_claim", claim="aud")
+        else:
+            raise InvalidToken("invalid_claim_type", claim="aud")
+        if policy.audiences and policy.audiences.isdisjoint(audiences):
+            raise InvalidToken("audience_mismatch", claim="aud")
+
+    if policy.client_ids:
+        client = claims.get("client_id", claims.get("azp"))
+        if client not in policy.client_ids:
+            raise InvalidToken("client_mismatch", claim="client_id")
+
+    if "scp" in claims:
+        scp = claims["scp"]
+        if not isinstance(scp, str) and not (
+            isinstance(scp, list) and all(isinstance(s, str) for s in scp)
+        ):
+            raise InvalidToken("invalid_claim_type", claim="scp")
+
+    if policy.token_type == "id_token":
+        if "sub" not in claims:
+            raise InvalidToken("missing_claim", claim="sub")
+        aud = claims.get("aud")
+        if isinstance(aud, list) and len(aud) > 1:
+            # OIDC Core §3.1.3.7: with several audiences, azp must name us.
+            if claims.get("azp") not in policy.audiences:
+                raise InvalidToken("authorized_party_mismatch", claim="azp")
+    else:
+        typ_claim = claims.get("typ")
+        if typ_claim is not None and (
+            not isinstance(typ_claim, str) or typ_claim.lower() not in _ACCESS_TYP_CLAIM
+        ):
+            # e.g. Keycloak ID ("ID") or refresh ("Refresh") tokens as access tokens.
+            raise InvalidToken("wrong_token_type", claim="typ")

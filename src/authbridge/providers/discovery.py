@@ -1,0 +1,122 @@
+"""Authorization-server metadata: OpenID Connect Discovery 1.0 with RFC 8414 fallback.
+
+The fetched document's ``issuer`` must equal the configured issuer exactly
+(OIDC Discovery §4.3, RFC 8414 §3.3); otherwise the provider is unusable and
+every token routed to it is refused (fail closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .._http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, ClientSource, fetch_json
+from ..errors import ProviderUnavailable
+
+OIDC_SUFFIX = "/.well-known/openid-configuration"
+RFC8414_SUFFIX = "/.well-known/oauth-authorization-server"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMetadata:
+    """The parts of a provider's metadata authbridge uses, plus the raw document."""
+
+    issuer: str
+    jwks_uri: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    introspection_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    scopes_supported: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def discovery_urls(issuer: str) -> tuple[str, str]:
+    """The OIDC discovery URL and the RFC 8414 metadata URL for ``issuer``.
+
+    OIDC appends the well-known suffix to the issuer; RFC 8414 inserts it
+    between the host and the issuer's path.
+    """
+    oidc = issuer.rstrip("/") + OIDC_SUFFIX
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    rfc8414 = f"{parts.scheme}://{parts.netloc}{RFC8414_SUFFIX}{path}"
+    return oidc, rfc8414
+
+
+def _url_member(doc: dict[str, Any], name: str, *, allow_http: bool, label: str) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProviderUnavailable(f"metadata_invalid:{name}", provider=label)
+    scheme = urlsplit(value).scheme
+    if scheme != "https" and not (allow_http and scheme == "http"):
+        raise ProviderUnavailable(f"metadata_insecure_url:{name}", provider=label)
+    return value
+
+
+async def discover(
+    client: ClientSource,
+    issuer: str,
+    *,
+    url: str | None = None,
+    label: str = "provider",
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ProviderMetadata:
+    """Fetch and check the metadata of ``issuer``.
+
+    Args:
+        client: Source of the outbound HTTP client.
+        issuer: The configured issuer; the document must name exactly it.
+        url: An explicit metadata URL; otherwise OIDC discovery is tried,
+            then RFC 8414.
+        label: Safe provider name for errors and logs.
+
+    Raises:
+        ProviderUnavailable: unreachable, malformed, or naming another issuer.
+    """
+    candidates = (url,) if url else discovery_urls(issuer)
+    first_error: ProviderUnavailable | None = None
+    for candidate in candidates:
+        try:
+            response = await fetch_json(
+                client, candidate, timeout=timeout, max_bytes=max_bytes, provider=label
+            )
+        except ProviderUnavailable as exc:
+            first_error = first_error or exc
+            continue
+        return _metadata(response.body, issuer, label)
+    assert first_error is not None  # noqa: S101 - candidates is never empty
+    raise first_error
+
+
+def _metadata(doc: dict[str, Any], issuer: str, label: str) -> ProviderMetadata:
+    if doc.get("issuer") != issuer:
+        raise ProviderUnavailable("discovery_issuer_mismatch", provider=label)
+    # Plain http only when the operator configured an http issuer (local setups).
+    allow_http = urlsplit(issuer).scheme == "http"
+    scopes = doc.get("scopes_supported")
+    scopes_supported = (
+        tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else ()
+    )
+    return ProviderMetadata(
+        issuer=issuer,
+        jwks_uri=_url_member(doc, "jwks_uri", allow_http=allow_http, label=label),
+        authorization_endpoint=_url_member(
+            doc, "authorization_endpoint", allow_http=allow_http, label=label
+        ),
+        token_endpoint=_url_member(doc, "token_endpoint", allow_http=allow_http, label=label),
+        introspection_endpoint=_url_member(
+            doc, "introspection_endpoint", allow_http=allow_http, label=label
+        ),
+        userinfo_endpoint=_url_member(doc, "userinfo_endpoint", allow_http=allow_http, label=label),
+        revocation_endpoint=_url_member(
+            doc, "revocation_endpoint", allow_http=allow_http, label=label
+        ),
+        scopes_supported=scopes_supported,
+        raw=doc,
+    )

@@ -1,0 +1,255 @@
+"""Configuration of a JWT-issuing provider, and its per-app runtime (keys, discovery)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from .._clock import Clock
+from .._http import DEFAULT_TIMEOUT, ClientSource
+from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
+from ..jose import JWTPolicy, KeySet, ParsedJWT, RemoteJWKS, check_claims, check_header
+from ..jose._jwt import TokenType
+from ..jose.keys import HMAC_ALGS, key_from_secret
+from ..providers.discovery import ProviderMetadata, discover
+from .principal import Principal
+
+DEFAULT_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
+_ALWAYS_REQUIRED = frozenset({"iss", "exp"})
+
+
+def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+class OIDCProvider:
+    """An OAuth 2.0 / OpenID Connect issuer whose JWT access tokens the app accepts.
+
+    Nothing is fetched here: discovery and keys load lazily on first use or in
+    the app's lifespan, so the app starts even when the provider is down.
+
+    Args:
+        name: Short name, reported as ``Principal.provider`` and in logs.
+        issuer: The exact ``iss`` value (no normalisation: mind trailing slashes).
+        audience: Accepted ``aud`` value(s); a token must carry at least one.
+            May be omitted only together with ``client_ids`` (e.g. Cognito
+            access tokens, which carry ``client_id`` instead of ``aud``).
+        client_ids: If given, ``client_id`` (or ``azp``) must be one of these.
+        jwks_uri: Use this JWKS URL instead of the one from discovery.
+        discovery_url: Fetch metadata from here instead of the well-known URLs.
+        algorithms: Accepted JWS algorithms (asymmetric by default).
+        hmac_secret: A shared secret (≥ 32 bytes): then only HS256/384/512 are
+            accepted and no keys are fetched.
+        token_type: ``"strict"`` (RFC 9068 ``typ: at+jwt`` only), ``"lenient"``
+            (also ``JWT`` or no ``typ``, as many providers send) or
+            ``"id_token"`` (OpenID Connect ID tokens, e.g. Google sign-in).
+        leeway: Tolerated clock skew in seconds (at most 300).
+        required_claims: Claims that must be present besides ``iss``, ``exp``
+            (and ``aud`` whenever an audience is configured).
+        roles_claims: Claim paths to read roles from (see :mod:`authbridge.roles`).
+        scope_claims: Claims read as granted scopes: space-separated strings or
+            arrays of strings (``scope`` and ``scp`` by default).
+        max_token_bytes: Tokens longer than this are refused before decoding.
+
+    Raises:
+        ConfigurationError: on an inconsistent configuration.
+
+    Example:
+        ```python
+        OIDCProvider("auth0", issuer="https://tenant.eu.auth0.com/",
+                     audience="https://api.example.org", roles_claims=[roles.AUTH0_PERMISSIONS])
+        ```
+    """
+
+    def __init__(
+        self,
+        name: str,
+        issuer: str,
+        audience: str | Sequence[str] | None = None,
+        *,
+        client_ids: str | Sequence[str] | None = None,
+        jwks_uri: str | None = None,
+        discovery_url: str | None = None,
+        algorithms: Sequence[str] | None = None,
+        hmac_secret: str | bytes | None = None,
+        token_type: TokenType = "lenient",
+        leeway: float = 30.0,
+        required_claims: Sequence[str] = (),
+        roles_claims: Sequence[str] = (),
+        scope_claims: Sequence[str] = ("scope", "scp"),
+        max_token_bytes: int = 16 * 1024,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigurationError("provider_name_required")
+        if algorithms is None:
+            algorithms = ("HS256",) if hmac_secret is not None else DEFAULT_ALGORITHMS
+        algs = frozenset(algorithms)
+        if algs & HMAC_ALGS and hmac_secret is None:
+            raise ConfigurationError("hmac_algorithms_need_hmac_secret", provider=name)
+        if hmac_secret is not None and (jwks_uri is not None or discovery_url is not None):
+            raise ConfigurationError("hmac_secret_excludes_jwks", provider=name)
+        self.name = name
+        self.issuer = issuer
+        self.jwks_uri = jwks_uri
+        self.discovery_url = discovery_url
+        self.roles_claims = tuple(roles_claims)
+        self.scope_claims = tuple(scope_claims)
+        try:
+            self.policy = JWTPolicy(
+                issuer=issuer,
+                audiences=frozenset(_as_tuple(audience)),
+                client_ids=frozenset(_as_tuple(client_ids)),
+                algorithms=algs,
+                token_type=token_type,
+                leeway=float(leeway),
+                required_claims=_ALWAYS_REQUIRED | frozenset(required_claims),
+                max_token_bytes=max_token_bytes,
+            )
+        except ConfigurationError as exc:
+            raise ConfigurationError(exc.reason, provider=name) from None
+        self._static_keys = (
+            KeySet([key_from_secret(hmac_secret, algorithms=algs)])
+            if hmac_secret is not None
+            else None
+        )
+
+    def __repr__(self) -> str:
+        return f"OIDCProvider({self.name!r}, issuer={self.issuer!r})"
+
+    def principal_from(self, claims: Mapping[str, Any]) -> Principal:
+        """Build the :class:`Principal` for verified ``claims``."""
+        scopes: set[str] = set()
+        for name in self.scope_claims:
+            scopes.update(_strings(claims.get(name), split=True))
+        roles: set[str] = set()
+        for path in self.roles_claims:
+            roles.update(_strings(_lookup(claims, path), split=False))
+        exp = claims.get("exp")
+        client = claims.get("client_id", claims.get("azp"))
+        return Principal.model_construct(
+            provider=self.name,
+            issuer=self.issuer,
+            subject=claims.get("sub"),
+            client_id=client if isinstance(client, str) else None,
+            scopes=frozenset(scopes),
+            roles=frozenset(roles),
+            expires_at=datetime.fromtimestamp(exp, UTC) if exp is not None else None,
+            token_id=claims.get("jti"),
+            claims=dict(claims),
+        )
+
+    def bind(
+        self, client: ClientSource, clock: Clock, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> BoundProvider:
+        """Create this provider's runtime for one app (keys cache, metadata)."""
+        return BoundProvider(self, client, clock, timeout=timeout)
+
+
+def _strings(value: Any, *, split: bool) -> list[str]:
+    if isinstance(value, str):
+        return value.split() if split else [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _lookup(claims: Mapping[str, Any], path: str) -> Any:
+    if path in claims:
+        return claims[path]
+    node: Any = claims
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+class BoundProvider:
+    """A provider's state inside one app: its metadata and key cache."""
+
+    def __init__(
+        self, provider: OIDCProvider, client: ClientSource, clock: Clock, *, timeout: float
+    ) -> None:
+        self.provider = provider
+        self._client = client
+        self._clock = clock
+        self._timeout = timeout
+        self.metadata: ProviderMetadata | None = None
+        self.jwks: RemoteJWKS | None = None
+        if provider._static_keys is None:  # noqa: SLF001 - same module family
+            self.jwks = RemoteJWKS(
+                provider.jwks_uri or self._jwks_uri_from_metadata,
+                client=client,
+                label=provider.name,
+                clock=clock,
+                timeout=timeout,
+            )
+
+    @property
+    def keyset(self) -> KeySet | None:
+        """The key set currently in use (changes identity on every refresh)."""
+        if self.jwks is None:
+            return self.provider._static_keys  # noqa: SLF001
+        return self.jwks.current
+
+    async def load_metadata(self) -> ProviderMetadata:
+        """Discover the provider's metadata once (cached after success)."""
+        if self.metadata is None:
+            self.metadata = await discover(
+                self._client,
+                self.provider.issuer,
+                url=self.provider.discovery_url,
+                label=self.provider.name,
+                timeout=self._timeout,
+            )
+        return self.metadata
+
+    async def _jwks_uri_from_metadata(self) -> str:
+        metadata = await self.load_metadata()
+        if metadata.jwks_uri is None:
+            raise ProviderUnavailable("metadata_without_jwks_uri", provider=self.provider.name)
+        return metadata.jwks_uri
+
+    async def warm_up(self) -> None:
+        """Load keys now (called from the app's lifespan; failures are not fatal)."""
+        if self.jwks is not None:
+            await self.jwks.refresh()
+
+    async def verify(self, parsed: ParsedJWT, token_length: int) -> tuple[Principal, KeySet]:
+        """Verify a parsed token routed to this provider; return it as a Principal.
+
+        Raises:
+            InvalidToken: the token is not acceptable.
+            ProviderUnavailable: keys could not be obtained.
+        """
+        provider = self.provider
+        policy = provider.policy
+        try:
+            if token_length > policy.max_token_bytes:
+                raise InvalidToken("token_too_large")
+            alg, kid = check_header(parsed.header, policy)
+            if self.jwks is None:
+                keyset = provider._static_keys  # noqa: SLF001
+                assert keyset is not None  # noqa: S101
+                candidates = keyset.candidates(kid, alg)
+            else:
+                keyset, candidates = await self.jwks.lookup(kid, alg)
+            if not candidates:
+                raise InvalidToken("unknown_key")
+            # Try at most a few keys: kid-less tokens against a big set must
+            # not cost one signature check per key.
+            if not any(
+                key.verify(alg, parsed.signing_input, parsed.signature) for key in candidates[:4]
+            ):
+                raise InvalidToken("bad_signature")
+            check_claims(parsed.claims, policy, self._clock())
+        except InvalidToken as exc:
+            raise InvalidToken(exc.reason, provider=provider.name, claim=exc.claim) from None
+        return provider.principal_from(parsed.claims), keyset
