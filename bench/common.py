@@ -62,16 +62,25 @@ def maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def current_rss_mib() -> float:
-    """Current resident set size of this process in MiB (from /proc, Linux only)."""
+def _proc_status_mib(field: str) -> float:
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return float("nan")
+
+
+def current_rss_mib() -> float:
+    """Current resident set size of this process in MiB (VmRSS, Linux only)."""
+    return _proc_status_mib("VmRSS")
+
+
+def hwm_rss_mib() -> float:
+    """Peak RSS of this process image in MiB (VmHWM, Linux only; reset by exec)."""
+    return _proc_status_mib("VmHWM")
 
 
 def package_version(name: str) -> str | None:
@@ -96,13 +105,12 @@ def versions() -> dict[str, str | None]:
         "httptools",
     ]
     found = {name: package_version(name) for name in names}
-    if found["authbridge"] is None:
-        try:
-            import authbridge  # noqa: PLC0415
+    try:  # the imported module wins: it may come from src/ rather than an installed copy
+        import authbridge  # noqa: PLC0415
 
-            found["authbridge"] = getattr(authbridge, "__version__", "unknown")
-        except ImportError:
-            pass
+        found["authbridge"] = getattr(authbridge, "__version__", found["authbridge"])
+    except ImportError:
+        pass
     found["python"] = platform.python_version()
     found["openssl"] = _openssl_version()
     found["wrk"] = _wrk_version()

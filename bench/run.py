@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections: {sorted(unknown)}")
 
     _ensure_importable()
-    from bench import httpbench, micro  # noqa: PLC0415
 
     OUT_DIR.mkdir(exist_ok=True)
     output = args.output or (OUT_DIR / "results-quick.json" if args.quick else RESULTS_PATH)
@@ -112,8 +111,23 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
     }
 
+    if "memory" in sections:
+        count = 50_000 if args.quick else 1_000_000
+        # First, while this process is still small: a child's ru_maxrss starts at its
+        # parent's peak (the kernel keeps it across exec).
+        print(f"[1/3] peak RSS after {count} distinct tokens (fresh process)", flush=True)
+        results["memory"] = run_memory(count)
+        mem = results["memory"]
+        print(
+            f"  baseline {mem['baseline_peak_rss_mib']} MiB -> peak {mem['peak_rss_mib']} MiB"
+            f" (cache_size={mem['cache_size']})",
+            flush=True,
+        )
+
     if "micro" in sections:
-        print("[1/3] cold + warm validation (in-process)", flush=True)
+        from bench import micro  # noqa: PLC0415
+
+        print("[2/3] cold + warm validation (in-process)", flush=True)
         if args.quick:
             results["micro"] = micro.run(300, 3, 2000, 3)
         else:
@@ -125,24 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  warm authbridge   {warm['us_per_token']:8.2f} us", flush=True)
 
     if "http" in sections:
-        print("[2/3] HTTP throughput (uvicorn + wrk)", flush=True)
+        from bench import httpbench  # noqa: PLC0415
+
+        print("[3/3] HTTP throughput (uvicorn + wrk)", flush=True)
         if args.quick:
             cfg = httpbench.WrkConfig(duration_s=2, warmup_s=1)
             results["http"] = httpbench.run(cfg)
         else:
             results["http"] = httpbench.run()
         print(f"  ratios vs unprotected: {results['http']['ratios']}", flush=True)
-
-    if "memory" in sections:
-        count = 50_000 if args.quick else 1_000_000
-        print(f"[3/3] peak RSS after {count} distinct tokens (fresh process)", flush=True)
-        results["memory"] = run_memory(count)
-        mem = results["memory"]
-        print(
-            f"  baseline {mem['baseline_peak_rss_mib']} MiB -> peak {mem['peak_rss_mib']} MiB"
-            f" (cache_size={mem['cache_size']})",
-            flush=True,
-        )
 
     summary = headline(results)
     summary["targets"] = check_targets(summary)

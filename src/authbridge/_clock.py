@@ -8,6 +8,7 @@ from collections.abc import Callable
 Clock = Callable[[], float]
 """A callable returning the current time as POSIX seconds."""
 
+
 def system_clock() -> float:
     """Wall-clock time in POSIX seconds."""
     return time.time()

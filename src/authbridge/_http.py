@@ -114,7 +114,8 @@ async def fetch_json(
     except TimeoutError:
         raise ProviderUnavailable("timeout", provider=provider) from None
     except httpx.HTTPError as exc:
-        raise ProviderUnavailable(f"transport_error:{type(exc).__name__}", provider=provider) from None
+        reason = f"transport_error:{type(exc).__name__}"
+        raise ProviderUnavailable(reason, provider=provider) from None
 
 
 async def _fetch(

@@ -45,8 +45,9 @@ def demo(
         typer.echo("Try:")
         typer.echo(f"  curl -i {base}/items                                        # 401")
         typer.echo(f'  curl -i -H "Authorization: Bearer $READER_TOKEN" {base}/items   # 200')
-        typer.echo(f'  curl -i -X POST -H "Authorization: Bearer $READER_TOKEN" "{base}/items?name=drill"   # 403')
-        typer.echo(f'  curl -i -X POST -H "Authorization: Bearer $WRITER_TOKEN" "{base}/items?name=drill"   # 201')
+        post = f'curl -i -X POST "{base}/items?name=drill" -H "Authorization: Bearer'
+        typer.echo(f'  {post} $READER_TOKEN"   # 403')
+        typer.echo(f'  {post} $WRITER_TOKEN"   # 201')
         typer.echo(f'  curl -i -H "Authorization: Bearer $ADMIN_TOKEN" {base}/me')
         typer.echo("")
         uvicorn.run(api, host=host, port=port, log_level="info")

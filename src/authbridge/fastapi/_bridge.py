@@ -67,9 +67,7 @@ class AuthBridge:
         description = "Paste an access token issued by: " + ", ".join(
             f"{p.name} ({p.issuer})" for p in providers
         )
-        self.principal = PrincipalDependency(
-            self, scheme_name=scheme_name, description=description
-        )
+        self.principal = PrincipalDependency(self, scheme_name=scheme_name, description=description)
         """Dependency: ``Security(auth.principal, scopes=[...])`` → :class:`Principal`."""
         self.optional_principal = OptionalPrincipalDependency(
             self, scheme_name=scheme_name, description=description, auto_error=False

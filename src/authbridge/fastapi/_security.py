@@ -29,7 +29,6 @@ logger = logging.getLogger("authbridge.fastapi")
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+\-.^_`|~]*) +(\S+)")
 
 _MESSAGES = {
     MissingToken.code: "Not authenticated",
@@ -83,12 +82,13 @@ class PrincipalDependency(SecurityBase):
         if len(values) > 1:
             raise InvalidToken("repeated_authorization_header")
         if values:
-            match = _CREDENTIALS.fullmatch(values[0].strip())
-            if match is None or match.group(1).lower() != "bearer":
-                if values[0].strip().lower() == "bearer":
-                    raise InvalidToken("empty_bearer_token")
+            # RFC 6750 §2.1: "Bearer" 1*SP b64token; the scheme is case-insensitive.
+            scheme, _, token = values[0].strip().partition(" ")
+            if scheme.lower() != "bearer":
                 raise MissingToken("no_bearer_credentials")
-            token = match.group(2)
+            token = token.lstrip(" ")
+            if not token:
+                raise InvalidToken("empty_bearer_token")
         elif self.bridge.allow_query_token and "access_token" in connection.query_params:
             query = connection.query_params.getlist("access_token")
             if len(query) != 1:
@@ -107,7 +107,7 @@ class PrincipalDependency(SecurityBase):
         try:
             principal = await self.bridge.verify(self._token(connection))
             if not principal.scopes.issuperset(required):
-                raise InsufficientScope(required, provider=principal.provider)  # noqa: TRY301
+                raise InsufficientScope(required, provider=principal.provider)
         except MissingToken as exc:
             if not self.auto_error:
                 return None

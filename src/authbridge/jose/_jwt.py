@@ -145,6 +145,19 @@ def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> No
     if iat is not None and iat > now + leeway:
         raise InvalidToken("issued_in_the_future", claim="iat")
 
+    _check_audience(claims, policy)
+
+    if "scp" in claims:
+        scp = claims["scp"]
+        if not isinstance(scp, str) and not (
+            isinstance(scp, list) and all(isinstance(s, str) for s in scp)
+        ):
+            raise InvalidToken("invalid_claim_type", claim="scp")
+
+    _check_kind(claims, policy)
+
+
+def _check_audience(claims: Mapping[str, Any], policy: JWTPolicy) -> None:
     if "aud" in claims or policy.audiences:
         aud = claims.get("aud")
         if isinstance(aud, str):
@@ -153,7 +166,7 @@ def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> No
             audiences = tuple(aud)
             if not all(isinstance(a, str) for a in audiences):
                 raise InvalidToken("invalid_claim_type", claim="aud")
-        elif aud is None and "aud" not in claims:
+        elif "aud" not in claims:
             raise InvalidToken("missing_claim", claim="aud")
         else:
             raise InvalidToken("invalid_claim_type", claim="aud")
@@ -165,25 +178,19 @@ def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> No
         if client not in policy.client_ids:
             raise InvalidToken("client_mismatch", claim="client_id")
 
-    if "scp" in claims:
-        scp = claims["scp"]
-        if not isinstance(scp, str) and not (
-            isinstance(scp, list) and all(isinstance(s, str) for s in scp)
-        ):
-            raise InvalidToken("invalid_claim_type", claim="scp")
 
+def _check_kind(claims: Mapping[str, Any], policy: JWTPolicy) -> None:
     if policy.token_type == "id_token":
         if "sub" not in claims:
             raise InvalidToken("missing_claim", claim="sub")
         aud = claims.get("aud")
-        if isinstance(aud, list) and len(aud) > 1:
-            # OIDC Core §3.1.3.7: with several audiences, azp must name us.
-            if claims.get("azp") not in policy.audiences:
-                raise InvalidToken("authorized_party_mismatch", claim="azp")
-    else:
-        typ_claim = claims.get("typ")
-        if typ_claim is not None and (
-            not isinstance(typ_claim, str) or typ_claim.lower() not in _ACCESS_TYP_CLAIM
-        ):
-            # e.g. Keycloak ID ("ID") or refresh ("Refresh") tokens as access tokens.
-            raise InvalidToken("wrong_token_type", claim="typ")
+        # OIDC Core §3.1.3.7: with several audiences, azp must name us.
+        if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") not in policy.audiences:
+            raise InvalidToken("authorized_party_mismatch", claim="azp")
+        return
+    typ_claim = claims.get("typ")
+    if typ_claim is not None and (
+        not isinstance(typ_claim, str) or typ_claim.lower() not in _ACCESS_TYP_CLAIM
+    ):
+        # e.g. Keycloak ID ("ID") or refresh ("Refresh") tokens as access tokens.
+        raise InvalidToken("wrong_token_type", claim="typ")

@@ -94,7 +94,9 @@ class VerificationKey:
         return True
 
 
-def key_from_secret(secret: str | bytes, *, algorithms: Iterable[str], kid: str | None = None) -> VerificationKey:
+def key_from_secret(
+    secret: str | bytes, *, algorithms: Iterable[str], kid: str | None = None
+) -> VerificationKey:
     """Wrap an explicitly configured HMAC secret.
 
     Raises:
@@ -210,7 +212,7 @@ def import_jwks(document: Mapping[str, Any], *, source: str = "jwks") -> KeySet:
     """
     entries = document.get("keys")
     if not isinstance(entries, list):
-        raise ValueError("jwks_without_keys_array")  # noqa: TRY003
+        raise ValueError("jwks_without_keys_array")
     usable: list[VerificationKey] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):

@@ -83,9 +83,7 @@ class RemoteJWKS:
         """The cached key set, fresh or stale, or ``None`` before the first load."""
         return self._keys
 
-    async def lookup(
-        self, kid: str | None, alg: str
-    ) -> tuple[KeySet, tuple[VerificationKey, ...]]:
+    async def lookup(self, kid: str | None, alg: str) -> tuple[KeySet, tuple[VerificationKey, ...]]:
         """Return the key set used and its keys that may verify (``kid``, ``alg``).
 
         May fetch (see the module docstring for when). An empty tuple means no

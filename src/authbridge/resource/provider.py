@@ -183,7 +183,7 @@ class BoundProvider:
         self._timeout = timeout
         self.metadata: ProviderMetadata | None = None
         self.jwks: RemoteJWKS | None = None
-        if provider._static_keys is None:  # noqa: SLF001 - same module family
+        if provider._static_keys is None:
             self.jwks = RemoteJWKS(
                 provider.jwks_uri or self._jwks_uri_from_metadata,
                 client=client,
@@ -196,7 +196,7 @@ class BoundProvider:
     def keyset(self) -> KeySet | None:
         """The key set currently in use (changes identity on every refresh)."""
         if self.jwks is None:
-            return self.provider._static_keys  # noqa: SLF001
+            return self.provider._static_keys
         return self.jwks.current
 
     async def load_metadata(self) -> ProviderMetadata:
@@ -236,7 +236,7 @@ class BoundProvider:
                 raise InvalidToken("token_too_large")
             alg, kid = check_header(parsed.header, policy)
             if self.jwks is None:
-                keyset = provider._static_keys  # noqa: SLF001
+                keyset = provider._static_keys
                 assert keyset is not None  # noqa: S101
                 candidates = keyset.candidates(kid, alg)
             else:

@@ -89,6 +89,11 @@ class ResourceServer:
         """The configured providers, in order."""
         return tuple(b.provider for b in self._by_name.values())
 
+    @property
+    def cached_tokens(self) -> int:
+        """How many verified tokens are cached right now."""
+        return len(self._cache)
+
     def bound(self, name: str) -> BoundProvider:
         """The runtime state (metadata, keys) of the provider called ``name``."""
         return self._by_name[name]

@@ -153,9 +153,7 @@ class FakeIssuer:
         if request.url.host != httpx.URL(self.issuer).host:
             return httpx.Response(404, json={"error": "unknown_host"})
         status, body = self._respond(request.url.path)
-        return httpx.Response(
-            status, content=body, headers={"content-type": "application/json"}
-        )
+        return httpx.Response(status, content=body, headers={"content-type": "application/json"})
 
     # -- configuration helpers -------------------------------------------------------
 
@@ -260,7 +258,7 @@ class FakeIssuer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 """Stay quiet: tests read ``fake.requests`` instead."""
 
         return Handler

@@ -7,8 +7,6 @@ Fixtures:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -22,6 +20,6 @@ def authbridge_signing_key() -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture
-def fake_issuer(authbridge_signing_key: rsa.RSAPrivateKey) -> Iterator[FakeIssuer]:
+def fake_issuer(authbridge_signing_key: rsa.RSAPrivateKey) -> FakeIssuer:
     """A :class:`FakeIssuer` (in-process; use ``fake_issuer.transport``)."""
-    yield FakeIssuer(key=authbridge_signing_key)
+    return FakeIssuer(key=authbridge_signing_key)

@@ -1,0 +1,76 @@
+"""The OpenAPI document: a bearer scheme Swagger's Authorize accepts, scopes per route.
+
+The document is compared with a committed snapshot and validated against the
+OpenAPI specification. Set ``AUTHBRIDGE_UPDATE_SNAPSHOTS=1`` to rewrite it after an
+intended change (and review the diff).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Security
+from openapi_spec_validator import validate
+
+from authbridge import AuthBridge, OIDCProvider, Principal
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
+
+
+def build_app() -> FastAPI:
+    auth = AuthBridge(
+        providers=[
+            OIDCProvider("hydra", issuer="https://auth.example.org/", audience="https://api.example.org"),
+            OIDCProvider("auth0", issuer="https://tenant.eu.auth0.com/", audience="https://api.example.org"),
+        ]
+    )
+    app = FastAPI(title="snapshot", version="1", lifespan=auth.lifespan)
+
+    @app.get("/items")
+    async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
+        return {}
+
+    @app.get("/me", response_model=Principal)
+    async def me(user: Principal = Security(auth.principal)) -> Principal:
+        return user
+
+    @app.get("/maybe")
+    async def maybe(user: Principal | None = Security(auth.optional_principal)) -> dict:
+        return {}
+
+    @app.get("/public")
+    async def public() -> dict:
+        return {}
+
+    return app
+
+
+def test_openapi_matches_snapshot_and_spec() -> None:
+    document = build_app().openapi()
+    validate(document)
+    rendered = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("AUTHBRIDGE_UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
+        SNAPSHOT.write_text(rendered, encoding="utf-8")
+    assert rendered == SNAPSHOT.read_text(encoding="utf-8")
+
+
+def test_security_scheme_is_http_bearer() -> None:
+    document = build_app().openapi()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes == {
+        "BearerToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": (
+                "Paste an access token issued by: hydra (https://auth.example.org/), "
+                "auth0 (https://tenant.eu.auth0.com/)"
+            ),
+        }
+    }
+    paths = document["paths"]
+    assert paths["/items"]["get"]["security"] == [{"BearerToken": ["items:read"]}]
+    assert paths["/me"]["get"]["security"] == [{"BearerToken": []}]
+    assert "security" not in paths["/public"]["get"]
