@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InvalidToken
 
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64_VALUE = {c: i for i, c in enumerate(_B64_ALPHABET)}
 _TO_STD = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", None, b"==", b"=")
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedJWT:
+class ParsedJWT(NamedTuple):
     """A structurally valid, *unverified* compact JWS.
 
     ``claims`` must not be trusted before the signature has been verified.
@@ -66,14 +62,14 @@ def _reject_constant(name: str) -> Any:
     raise InvalidToken("non_finite_number")
 
 
+# One decoder for all calls: json.loads with options builds a new one every time.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
     """Parse ``raw`` as a UTF-8 JSON object, strictly."""
     try:
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-        )
+        value = _DECODER.decode(raw.decode("utf-8"))
     except InvalidToken:
         raise
     except (ValueError, RecursionError):
@@ -83,6 +79,23 @@ def json_object(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidToken(f"{what}_not_an_object")
     return value
+
+
+_HEADER_CACHE: dict[str, dict[str, Any]] = {}
+_HEADER_CACHE_SIZE = 256
+
+
+def _header(segment: str) -> dict[str, Any]:
+    # An issuer sends the same few headers over and over: decoding a given
+    # segment always gives the same result, so remember a bounded number of
+    # them. Callers never mutate a header.
+    header = _HEADER_CACHE.get(segment)
+    if header is None:
+        header = json_object(b64url_decode(segment), "header")
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[segment] = header
+    return header
 
 
 def parse_compact(token: str, *, max_bytes: int) -> ParsedJWT:
@@ -99,12 +112,15 @@ def parse_compact(token: str, *, max_bytes: int) -> ParsedJWT:
         raise InvalidToken("token_too_large")
     if not token.isascii():
         raise InvalidToken("malformed_token")
-    if _COMPACT_JWS.fullmatch(token) is None:
-        if token.count(".") == 4:
-            raise InvalidToken("jwe_not_accepted")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("jwe_not_accepted" if len(parts) == 5 else "malformed_token")
+    h64, p64, s64 = parts
+    # base64url only: "+", "/" and "=" belong to other alphabets or to padding;
+    # b64url_decode's strict mode rejects everything else outside the alphabet.
+    if not (h64 and p64 and s64) or "+" in token or "/" in token or "=" in token:
         raise InvalidToken("malformed_token")
-    h64, p64, s64 = token.split(".")
-    header = json_object(b64url_decode(h64), "header")
+    header = _header(h64)
     claims = json_object(b64url_decode(p64), "payload")
     signature = b64url_decode(s64)
     return ParsedJWT(

@@ -83,6 +83,19 @@ class RemoteJWKS:
         """The cached key set, fresh or stale, or ``None`` before the first load."""
         return self._keys
 
+    def lookup_cached(
+        self, kid: str | None, alg: str
+    ) -> tuple[KeySet, tuple[VerificationKey, ...]] | None:
+        """Like :meth:`lookup` when fresh keys already answer it; else ``None``.
+
+        Lets the common case skip a coroutine round trip.
+        """
+        keys = self._keys
+        if keys is None or self._clock() >= self._expires_at:
+            return None
+        found = keys.candidates(kid, alg)
+        return (keys, found) if found else None
+
     async def lookup(self, kid: str | None, alg: str) -> tuple[KeySet, tuple[VerificationKey, ...]]:
         """Return the key set used and its keys that may verify (``kid``, ``alg``).
 

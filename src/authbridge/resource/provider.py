@@ -133,16 +133,18 @@ class OIDCProvider:
             roles.update(_strings(_lookup(claims, path), split=False))
         exp = claims.get("exp")
         client = claims.get("client_id", claims.get("azp"))
-        return Principal.model_construct(
-            provider=self.name,
-            issuer=self.issuer,
-            subject=claims.get("sub"),
-            client_id=client if isinstance(client, str) else None,
-            scopes=frozenset(scopes),
-            roles=frozenset(roles),
-            expires_at=datetime.fromtimestamp(exp, UTC) if exp is not None else None,
-            token_id=claims.get("jti"),
-            claims=dict(claims),
+        return Principal._trusted(
+            {
+                "provider": self.name,
+                "issuer": self.issuer,
+                "subject": claims.get("sub"),
+                "client_id": client if isinstance(client, str) else None,
+                "scopes": frozenset(scopes),
+                "roles": frozenset(roles),
+                "expires_at": datetime.fromtimestamp(exp, UTC) if exp is not None else None,
+                "token_id": claims.get("jti"),
+                "claims": dict(claims),
+            }
         )
 
     def bind(
@@ -240,14 +242,16 @@ class BoundProvider:
                 assert keyset is not None  # noqa: S101
                 candidates = keyset.candidates(kid, alg)
             else:
-                keyset, candidates = await self.jwks.lookup(kid, alg)
+                found = self.jwks.lookup_cached(kid, alg)
+                keyset, candidates = found or await self.jwks.lookup(kid, alg)
             if not candidates:
                 raise InvalidToken("unknown_key")
             # Try at most a few keys: kid-less tokens against a big set must
             # not cost one signature check per key.
-            if not any(
-                key.verify(alg, parsed.signing_input, parsed.signature) for key in candidates[:4]
-            ):
+            for key in candidates[:4]:
+                if key.verify(alg, parsed.signing_input, parsed.signature):
+                    break
+            else:
                 raise InvalidToken("bad_signature")
             check_claims(parsed.claims, policy, self._clock())
         except InvalidToken as exc:

@@ -7,8 +7,8 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
+from typing import NamedTuple
 
 import httpx
 
@@ -25,8 +25,7 @@ MAX_CACHE_TTL = 300.0
 """Upper bound on how long a verified token is served from cache."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Verified:
+class _Verified(NamedTuple):
     principal: Principal
     expires_at: float
     provider: BoundProvider
