@@ -13,9 +13,8 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from time import perf_counter_ns
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -38,14 +37,6 @@ def split_jws(token: str) -> tuple[bytes, bytes]:
     """Return (signing input, raw signature) of a compact JWS."""
     head, _, sig = token.rpartition(".")
     return head.encode("ascii"), b64url_decode(sig)
-
-
-def time_per_item_ns(fn: Callable[[object], object], items: Sequence[object]) -> float:
-    """Call ``fn`` once per item in a tight loop; return mean ns per call."""
-    start = perf_counter_ns()
-    for item in items:
-        fn(item)
-    return (perf_counter_ns() - start) / len(items)
 
 
 def median(values: Iterable[float]) -> float:

@@ -13,9 +13,11 @@ import contextlib
 import importlib.util
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -34,7 +36,8 @@ LUA_SCRIPT = BENCH_DIR / "distinct.lua"
 class WrkConfig:
     threads: int = 1
     connections: int = 32
-    duration_s: int = 10
+    duration_s: int = 5
+    rounds: int = 3
     warmup_s: int = 2
 
 
@@ -72,7 +75,7 @@ def uvicorn_server(issuer: str, jwks_uri: str, log_path: Path) -> Iterator[dict[
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, f"{base}/open", log_path)
-        yield {"base_url": base, "pid": proc.pid, "argv": argv[1:], **flavour}
+        yield {"base_url": base, "pid": proc.pid, "port": port, "argv": argv[1:], **flavour}
     finally:
         _stop(proc)
 
@@ -162,31 +165,84 @@ def wrk(
     return parse_wrk(proc.stdout)
 
 
-def _scenario(
-    name: str, url: str, cfg: WrkConfig, **kwargs: Any
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    warm = wrk(url, cfg, cfg.warmup_s, **kwargs)
-    if "tokens_file" in kwargs:  # continue where the warm-up stopped: no token is reused
-        skip = warm["requests"] + 2 * cfg.connections
-        kwargs["start_index"] = kwargs.get("start_index", 0) + skip
-    measured = wrk(url, cfg, cfg.duration_s, **kwargs)
-    measured["warmup_requests"] = warm["requests"]
-    if measured["non_2xx"] or measured["socket_errors"]:
-        msg = f"{name}: {measured['non_2xx']} non-2xx, {measured['socket_errors']} socket errors"
-        raise RuntimeError(msg)
-    print(
-        f"  {name:<22} {measured['rps']:>9.1f} req/s"
-        f"  p50 {measured.get('latency_p50_ms', float('nan')):.2f} ms"
-        f"  p99 {measured.get('latency_p99_ms', float('nan')):.2f} ms",
-        flush=True,
-    )
-    return measured, kwargs
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        values = [int(x) for x in fh.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK
+
+
+def _process_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _own_cpu_s() -> tuple[float, float]:
+    """CPU seconds of this process and of its reaped children (each wrk run)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    path: str
+    token: str | None = None
+    distinct: bool = False
+
+
+class Load:
+    """Runs wrk against one server; walks the distinct-token file without ever going back."""
+
+    def __init__(self, base_url: str, server_pid: int, cfg: WrkConfig, tokens_file: Path) -> None:
+        self.base_url = base_url
+        self.server_pid = server_pid
+        self.cfg = cfg
+        self.tokens_file = tokens_file
+        self.next_token = 0
+
+    def run(self, scenario: Scenario, duration_s: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"token": scenario.token}
+        if scenario.distinct:
+            kwargs = {"tokens_file": self.tokens_file, "start_index": self.next_token}
+        busy0, steal0 = _machine_cpu_s()
+        server0 = _process_cpu_s(self.server_pid)
+        own0, wrk0 = _own_cpu_s()
+        started = time.perf_counter()
+        result = wrk(f"{self.base_url}{scenario.path}", self.cfg, duration_s, **kwargs)
+        wall = time.perf_counter() - started
+        busy1, steal1 = _machine_cpu_s()
+        server = _process_cpu_s(self.server_pid) - server0
+        own1, wrk1 = _own_cpu_s()
+        other = (busy1 - busy0) - server - (wrk1 - wrk0) - (own1 - own0)
+        result["server_cpu_cores"] = round(server / wall, 3)
+        result["other_cpu_cores"] = round(max(0.0, other) / wall, 3)
+        result["steal_cpu_cores"] = round((steal1 - steal0) / wall, 3)
+        if scenario.distinct:
+            # wrk may have sent up to one request per connection past its count.
+            result["first_token_index"] = self.next_token
+            self.next_token += result["requests"] + 2 * self.cfg.connections
+        if result["non_2xx"] or result["socket_errors"]:
+            msg = (
+                f"{scenario.key}: {result['non_2xx']} non-2xx responses, "
+                f"{result['socket_errors']} socket errors"
+            )
+            raise RuntimeError(msg)
+        return result
 
 
 def tokens_needed(warm_rps: float, cfg: WrkConfig) -> int:
-    """Enough distinct tokens that the distinct run (never faster than the warm one) never
-    wraps around: warm req/s x (warm-up + measured seconds) plus headroom."""
-    budget = warm_rps * (cfg.warmup_s + cfg.duration_s) * 1.15 + 4 * cfg.connections
+    """Enough distinct tokens that the distinct scenario (never faster than the warm one)
+    never wraps around: warm req/s x its total seconds, plus headroom."""
+    seconds = cfg.warmup_s + cfg.rounds * cfg.duration_s
+    budget = warm_rps * seconds * 1.2 + 4 * cfg.connections * (cfg.rounds + 1)
     return max(1_000, int(budget))
 
 
@@ -199,6 +255,25 @@ def mint_tokens(fake: Any, count: int, path: Path) -> float:
     return time.perf_counter() - started
 
 
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "rps": round(_median([r["rps"] for r in runs]), 1),
+        "requests": sum(r["requests"] for r in runs),
+    }
+    for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_avg_ms"):
+        values = [r[key] for r in runs if key in r]
+        if values:
+            summary[key] = round(_median(values), 3)
+    for key in ("server_cpu_cores", "other_cpu_cores", "steal_cpu_cores"):
+        summary[key] = round(_median([r[key] for r in runs]), 3)
+    summary["rounds"] = runs
+    return summary
+
+
 def run(cfg: WrkConfig | None = None) -> dict[str, Any]:
     from authbridge.testing import FakeIssuer  # noqa: PLC0415
 
@@ -208,37 +283,57 @@ def run(cfg: WrkConfig | None = None) -> dict[str, Any]:
         raise RuntimeError(msg)
     OUT_DIR.mkdir(exist_ok=True)
     tokens_file = OUT_DIR / "distinct_tokens.txt"
-    results: dict[str, dict[str, Any]] = {}
     with FakeIssuer.serve(audience=AUDIENCE) as fake:
         discovery = httpx.get(f"{fake.issuer}/.well-known/openid-configuration").json()
         warm_token = fake.token(subject="warm", scopes=[SCOPE], expires_in=3600)
+        scenarios = [
+            Scenario("unprotected", "unprotected", "/open"),
+            Scenario("protected_warm", "protected, warm token", "/protected", warm_token),
+            Scenario("protected_distinct", "protected, distinct", "/protected", distinct=True),
+            Scenario("tutorial_pyjwt", "tutorial (PyJWT)", "/tutorial", warm_token),
+        ]
         with uvicorn_server(fake.issuer, discovery["jwks_uri"], OUT_DIR / "uvicorn.log") as server:
-            base = server["base_url"]
-            _check_routes(base, warm_token)
-            results["unprotected"], _ = _scenario("unprotected", f"{base}/open", cfg)
-            results["protected_warm"], _ = _scenario(
-                "protected warm token", f"{base}/protected", cfg, token=warm_token
-            )
+            _check_routes(server["base_url"], warm_token)
+            load = Load(server["base_url"], server["pid"], cfg, tokens_file)
+            load.run(scenarios[0], cfg.warmup_s)
+            warm_up = load.run(scenarios[1], cfg.warmup_s)
             # Minted while the server idles, sized from the warm run so that no token repeats.
-            count = tokens_needed(results["protected_warm"]["rps"], cfg)
+            count = tokens_needed(warm_up["rps"], cfg)
             mint_s = mint_tokens(fake, count, tokens_file)
             print(f"  minted {count} distinct RS256 tokens in {mint_s:.1f} s", flush=True)
-            results["protected_distinct"], used = _scenario(
-                "protected distinct", f"{base}/protected", cfg, tokens_file=tokens_file
-            )
-            results["tutorial_pyjwt"], _ = _scenario(
-                "tutorial (PyJWT)", f"{base}/tutorial", cfg, token=warm_token
-            )
-            results["unprotected_again"], _ = _scenario("unprotected (again)", f"{base}/open", cfg)
+            for scenario in scenarios[2:]:
+                load.run(scenario, cfg.warmup_s)
+            runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in scenarios}
+            for r in range(cfg.rounds):
+                order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
+                for scenario in order:
+                    runs[scenario.key].append(load.run(scenario, cfg.duration_s))
+                print(
+                    f"  round {r + 1}/{cfg.rounds}: "
+                    + ", ".join(f"{s.label} {runs[s.key][-1]['rps']:.0f}" for s in scenarios)
+                    + " req/s",
+                    flush=True,
+                )
 
+    results = {key: _summarise(value) for key, value in runs.items()}
+    base = runs["unprotected"]
+    ratios = {
+        name: round(_median([x["rps"] / b["rps"] for x, b in zip(runs[key], base, strict=True)]), 3)
+        for name, key in (
+            ("warm", "protected_warm"),
+            ("distinct", "protected_distinct"),
+            ("tutorial", "tutorial_pyjwt"),
+        )
+    }
     distinct = results["protected_distinct"]
     distinct["tokens_in_file"] = count
-    distinct["tokens_sent_incl_warmup"] = used["start_index"] + distinct["requests"]
-    distinct["tokens_reused"] = distinct["tokens_sent_incl_warmup"] > count
-    baseline = (results["unprotected"]["rps"] + results["unprotected_again"]["rps"]) / 2
+    distinct["tokens_sent_incl_warmup"] = load.next_token
+    distinct["tokens_reused"] = load.next_token > count
+    other = max(r["other_cpu_cores"] for rs in runs.values() for r in rs)
     return {
         "server": {
-            "command": "python " + " ".join(server["argv"]),
+            "command": "python "
+            + " ".join(server["argv"]).replace(f"--port {server['port']}", "--port <free port>"),
             "workers": 1,
             "loop": server["loop"],
             "http": server["http"],
@@ -247,17 +342,25 @@ def run(cfg: WrkConfig | None = None) -> dict[str, Any]:
             "threads": cfg.threads,
             "connections": cfg.connections,
             "duration_s": cfg.duration_s,
+            "rounds": cfg.rounds,
             "warmup_s": cfg.warmup_s,
         },
+        "method": (
+            "each scenario warmed up once, then measured in rounds (scenario order rotated "
+            "each round); req/s = median over rounds; ratio = median over rounds of the "
+            "scenario's req/s over the unprotected req/s of the same round"
+        ),
         "distinct_token_mint_s": round(mint_s, 1),
-        "baseline_rps": round(baseline, 1),
+        "baseline_rps": results["unprotected"]["rps"],
+        "max_other_cpu_cores": other,
+        "disturbed": other > DISTURBED_CORES,
         "scenarios": results,
-        "ratios": {
-            "warm": round(results["protected_warm"]["rps"] / baseline, 3),
-            "distinct": round(distinct["rps"] / baseline, 3),
-            "tutorial": round(results["tutorial_pyjwt"]["rps"] / baseline, 3),
-        },
+        "ratios": ratios,
     }
+
+
+DISTURBED_CORES = 0.15
+"""Other processes using more than this share of a core during a measured run."""
 
 
 def _check_routes(base: str, token: str) -> None:

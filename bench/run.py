@@ -9,9 +9,11 @@ first); it runs ``python -m bench``. Writes ``bench/results.json`` and the resul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -149,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             results["http"] = httpbench.run()
         print(f"  ratios vs unprotected: {results['http']['ratios']}", flush=True)
 
+    with contextlib.suppress(OSError):
+        results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     summary = headline(results)
     summary["targets"] = check_targets(summary)
     summary["total_seconds"] = round(time.monotonic() - started, 1)

@@ -113,7 +113,7 @@ async def fetch_json(
                 return await _fetch(http, url, max_bytes=max_bytes, provider=provider)
     except TimeoutError:
         raise ProviderUnavailable("timeout", provider=provider) from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         reason = f"transport_error:{type(exc).__name__}"
         raise ProviderUnavailable(reason, provider=provider) from None
 
@@ -124,13 +124,15 @@ async def _fetch(
     async with client.stream("GET", url) as response:
         if response.status_code != 200:
             raise ProviderUnavailable(f"http_status:{response.status_code}", provider=provider)
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        declared = _small_int(response.headers.get("content-length"))
+        if declared is not None and declared > max_bytes:
             raise ProviderUnavailable("response_too_large", provider=provider)
+        # We ask for identity encoding. Decoding a compressed body would inflate
+        # a whole chunk before any size check, so refuse one instead.
+        if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+            raise ProviderUnavailable("unexpected_content_encoding", provider=provider)
         chunks: list[bytes] = []
         size = 0
-        # We ask for identity encoding; a server compressing anyway is decoded
-        # chunk by chunk and still cut off at max_bytes.
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > max_bytes:
@@ -147,6 +149,16 @@ async def _fetch(
     return JSONResponse(body=body, cache_control=cache_control)
 
 
+def _small_int(value: str | None) -> int | None:
+    """A non-negative decimal of at most 12 ASCII digits, else ``None``."""
+    if value is None:
+        return None
+    value = value.strip().strip('"')
+    if not value or len(value) > 12 or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
 def max_age_from_cache_control(value: str | None) -> float | None:
     """Return ``max-age`` seconds from a Cache-Control header, or ``None``.
 
@@ -160,7 +172,7 @@ def max_age_from_cache_control(value: str | None) -> float | None:
         if part in ("no-store", "no-cache"):
             return 0.0
         if part.startswith("max-age="):
-            digits = part[len("max-age=") :].strip('"')
-            if digits.isdigit():
-                age = float(min(int(digits), 10**9))
+            seconds = _small_int(part[len("max-age=") :])
+            if seconds is not None:
+                age = float(seconds)
     return age

@@ -50,6 +50,7 @@ from .op import ResourceServer as OpResource
 pytestmark = pytest.mark.interop
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+RFC8414_PATH = "/.well-known/oauth-authorization-server"
 JWKS_COOLDOWN = 30.0  # RemoteJWKS's default: unknown kids refetch keys at most this often
 OTHER_RESOURCE = "https://other.example.test/api"
 
@@ -92,17 +93,20 @@ def portal() -> Iterator[BlockingPortal]:
         yield running
 
 
-def claims_of(token: str) -> dict[str, Any]:
-    """The payload of a compact JWS, unverified (to compare with what authbridge returns)."""
-    segment = token.split(".")[1]
+def _segment(token: str, index: int) -> dict[str, Any]:
+    segment = token.split(".")[index]
     data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     return data
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS, unverified (to compare with what authbridge returns)."""
+    return _segment(token, 1)
 
 
 def header_of(token: str) -> dict[str, Any]:
-    segment = token.split(".")[0]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    return data
+    """The protected header of a compact JWS."""
+    return _segment(token, 0)
 
 
 def provider_for(op: OidcProvider, **options: Any) -> OIDCProvider:
@@ -461,8 +465,9 @@ def test_provider_down_at_start_gives_503_then_recovers(
 
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200  # started despite the provider
+        # The start-up attempt: both metadata locations, each refused at connect time.
+        assert transport.paths == [DISCOVERY_PATH, RFC8414_PATH]
         attempts = len(transport.paths)
-        assert attempts >= 1  # the start-up attempt (connection refused)
 
         for _ in range(3):
             response = client.get("/items", headers=bearer(token))

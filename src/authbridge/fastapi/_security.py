@@ -29,6 +29,8 @@ logger = logging.getLogger("authbridge.fastapi")
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# The auth-scheme and the whitespace after it (only spaces are allowed there).
+_SCHEME = re.compile(r"(\S+)(\s*)")
 
 _MESSAGES = {
     MissingToken.code: "Not authenticated",
@@ -83,12 +85,15 @@ class PrincipalDependency(SecurityBase):
             raise InvalidToken("repeated_authorization_header")
         if values:
             # RFC 6750 §2.1: "Bearer" 1*SP b64token; the scheme is case-insensitive.
-            scheme, _, token = values[0].strip().partition(" ")
-            if scheme.lower() != "bearer":
+            value = values[0].strip()
+            match = _SCHEME.match(value)
+            if match is None or match.group(1).lower() != "bearer":
                 raise MissingToken("no_bearer_credentials")
-            token = token.lstrip(" ")
+            token = value[match.end() :]
             if not token:
                 raise InvalidToken("empty_bearer_token")
+            if match.group(2).strip(" "):
+                raise InvalidToken("malformed_credentials")
         elif self.bridge.allow_query_token and "access_token" in connection.query_params:
             query = connection.query_params.getlist("access_token")
             if len(query) != 1:

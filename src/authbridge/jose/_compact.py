@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 from typing import Any, NamedTuple
 
 from ..errors import InvalidToken
@@ -62,8 +63,19 @@ def _reject_constant(name: str) -> Any:
     raise InvalidToken("non_finite_number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 overflows to inf
+        raise InvalidToken("non_finite_number")
+    return value
+
+
 # One decoder for all calls: json.loads with options builds a new one every time.
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates,
+    parse_constant=_reject_constant,
+    parse_float=_finite_float,
+)
 
 
 def json_object(raw: bytes, what: str) -> dict[str, Any]:

@@ -7,7 +7,9 @@
 - At most one fetch is in flight; concurrent callers share it.
 - When a refresh fails, the last known good keys keep working for at most
   ``max_stale`` seconds past their expiry; failures are retried at most once
-  per ``cooldown`` so a dead endpoint is not hammered.
+  per ``cooldown`` so a dead endpoint is not hammered. A token whose ``kid``
+  is unknown while the endpoint is failing gets :class:`ProviderUnavailable`
+  (it may be signed with a new key), not :class:`InvalidToken`.
 - Fetches are bounded in time and size and never follow redirects
   (see :mod:`authbridge._http`).
 """
@@ -74,6 +76,7 @@ class RemoteJWKS:
         self._keys: KeySet | None = None
         self._expires_at = float("-inf")
         self._last_attempt = float("-inf")
+        self._last_failed = False
         self._inflight: asyncio.Task[KeySet] | None = None
         self.fetch_count = 0
         """Number of JWKS requests made (for tests and diagnostics)."""
@@ -111,12 +114,16 @@ class RemoteJWKS:
             keys = await self._usable_keys(now)
             return keys, keys.candidates(kid, alg)
         found = keys.candidates(kid, alg)
-        if found or kid is None or keys.has_kid(kid) or now - self._last_attempt < self._cooldown:
+        if found or kid is None or keys.has_kid(kid):
             return keys, found
-        try:
-            keys = await self.refresh()
-        except ProviderUnavailable:
+        if now - self._last_attempt < self._cooldown:
+            if self._last_failed:
+                # The key may be a new one we cannot fetch right now: 503, not 401.
+                raise ProviderUnavailable("jwks_recently_failed", provider=self._label)
             return keys, found
+        # If this refetch fails, say so (503): refusing a possibly genuine token
+        # signed with a new key as "invalid" would send clients to log in again.
+        keys = await self.refresh()
         return keys, keys.candidates(kid, alg)
 
     async def _usable_keys(self, now: float) -> KeySet:
@@ -151,6 +158,7 @@ class RemoteJWKS:
 
     async def _fetch(self) -> KeySet:
         self._last_attempt = self._clock()
+        self._last_failed = True
         url = self._url if isinstance(self._url, str) else await self._url()
         self.fetch_count += 1
         response = await fetch_json(
@@ -172,4 +180,5 @@ class RemoteJWKS:
         now = self._clock()
         self._keys = keys
         self._expires_at = now + ttl
+        self._last_failed = False
         return keys

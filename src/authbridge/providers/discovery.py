@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from .._http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, ClientSource, fetch_json
 from ..errors import ProviderUnavailable
 
@@ -52,7 +54,11 @@ def _url_member(doc: dict[str, Any], name: str, *, allow_http: bool, label: str)
         return None
     if not isinstance(value, str):
         raise ProviderUnavailable(f"metadata_invalid:{name}", provider=label)
-    scheme = urlsplit(value).scheme
+    try:
+        scheme = urlsplit(value).scheme
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL):
+        raise ProviderUnavailable(f"metadata_invalid:{name}", provider=label) from None
     if scheme != "https" and not (allow_http and scheme == "http"):
         raise ProviderUnavailable(f"metadata_insecure_url:{name}", provider=label)
     return value
