@@ -1,10 +1,14 @@
 """HTTP throughput: uvicorn serving ``bench.app`` in a subprocess, wrk in another.
 
 One uvicorn worker, ``--no-access-log``; uvloop/httptools are used only if already
-installed (what was used is recorded). wrk runs ``-t1 -c32`` on 127.0.0.1; every
-scenario is warmed up before it is measured. The FakeIssuer's discovery + JWKS are served
-over real HTTP on loopback (``FakeIssuer.serve``) from this process, so the server fetches
-keys the way it would from a real provider.
+installed (what was used is recorded). wrk runs ``-t1 -c32`` on 127.0.0.1. Every scenario
+is warmed up, then measured in a few rounds, round-robin, so that a disturbance (another
+process taking CPU) hits all scenarios alike rather than one; ratios are the median of the
+per-round ratios. CPU used by other processes during each run is recorded.
+
+The FakeIssuer's discovery + JWKS are served over real HTTP on loopback
+(``FakeIssuer.serve``) from this process, so the server fetches keys the way it would from a
+real provider.
 """
 
 from __future__ import annotations

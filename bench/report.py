@@ -20,7 +20,6 @@ _HTTP_LABELS = {
     "protected_warm": "authbridge `Security(auth.principal)`, one warm token",
     "protected_distinct": "authbridge, every request a distinct token",
     "tutorial_pyjwt": "FastAPI tutorial: sync `def` dependency + PyJWT, warm token",
-    "unprotected_again": "unprotected (again, drift check)",
 }
 
 
@@ -107,21 +106,32 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"`{http['server']['command']}` (loop {http['server']['loop']}, "
         f"http {http['server']['http']}); "
-        f"`wrk -t{http['wrk']['threads']} -c{http['wrk']['connections']} "
-        f"-d{http['wrk']['duration_s']}s` after a {http['wrk']['warmup_s']} s warm-up per "
-        "scenario. Ratios are against the mean of the two unprotected runs "
-        f"({_fmt(http['baseline_rps'], 1)} req/s).",
+        f"`wrk -t{http['wrk']['threads']} -c{http['wrk']['connections']}` on 127.0.0.1: "
+        f"each scenario warmed up for {http['wrk']['warmup_s']} s, then measured in "
+        f"{http['wrk']['rounds']} rounds of {http['wrk']['duration_s']} s, round-robin "
+        "(order rotated each round). req/s and latencies are medians over the rounds; the "
+        "ratio is the median of the per-round ratios to the unprotected run of the same round. "
+        "`other CPU` is the share of a core that other processes used meanwhile "
+        f"(at most {http['max_other_cpu_cores']}"
+        + (": this run was disturbed" if http["disturbed"] else "")
+        + ").",
         "",
-        f"| Scenario | req/s | {X} unprotected | p50 ms | p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| Scenario | req/s | {X} unprotected | p50 ms | p99 ms | server CPU | other CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    baseline = http["baseline_rps"]
+    ratio_of = {
+        "unprotected": 1.0,
+        "protected_warm": http["ratios"]["warm"],
+        "protected_distinct": http["ratios"]["distinct"],
+        "tutorial_pyjwt": http["ratios"]["tutorial"],
+    }
     for name, label in _HTTP_LABELS.items():
         s = http["scenarios"][name]
         lines.append(
-            f"| {label} | {_fmt(s['rps'], 1)} | {_fmt(s['rps'] / baseline)}{X} "
+            f"| {label} | {_fmt(s['rps'], 1)} | {_fmt(ratio_of[name], 3)}{X} "
             f"| {_fmt(s.get('latency_p50_ms', float('nan')))} "
-            f"| {_fmt(s.get('latency_p99_ms', float('nan')))} |"
+            f"| {_fmt(s.get('latency_p99_ms', float('nan')))} "
+            f"| {_fmt(s['server_cpu_cores'])} | {_fmt(s['other_cpu_cores'])} |"
         )
     distinct = http["scenarios"]["protected_distinct"]
     lines += [

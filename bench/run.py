@@ -68,6 +68,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         out["http_ratio_distinct"] = http["ratios"]["distinct"]
         out["http_ratio_tutorial"] = http["ratios"]["tutorial"]
         out["http_rps"] = {name: s["rps"] for name, s in http["scenarios"].items()}
+        out["http_disturbed"] = http["disturbed"]
     if memory := results.get("memory"):
         out["peak_rss_mib_1m_tokens"] = memory["peak_rss_mib"]
         out["baseline_rss_mib"] = memory["baseline_peak_rss_mib"]
@@ -145,11 +146,18 @@ def main(argv: list[str] | None = None) -> int:
 
         print("[3/3] HTTP throughput (uvicorn + wrk)", flush=True)
         if args.quick:
-            cfg = httpbench.WrkConfig(duration_s=2, warmup_s=1)
+            cfg = httpbench.WrkConfig(duration_s=2, rounds=2, warmup_s=1)
             results["http"] = httpbench.run(cfg)
         else:
             results["http"] = httpbench.run()
-        print(f"  ratios vs unprotected: {results['http']['ratios']}", flush=True)
+        http = results["http"]
+        print(f"  ratios vs unprotected: {http['ratios']}", flush=True)
+        if http["disturbed"]:
+            print(
+                f"  WARNING: other processes used up to {http['max_other_cpu_cores']} of a core"
+                " during the HTTP runs; the numbers are disturbed",
+                flush=True,
+            )
 
     with contextlib.suppress(OSError):
         results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tests.conftest import FakeClock
 
 from authbridge import InvalidToken, ResourceServer
 from authbridge.jose import ParsedJWT
 from authbridge.testing import FakeIssuer
-from tests.conftest import FakeClock
 
 
 class CountingVerify:

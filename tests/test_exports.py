@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import authbridge
 import authbridge.fastapi
 import authbridge.testing
@@ -52,9 +55,6 @@ def test_errors_share_one_root() -> None:
 
 
 def test_core_does_not_import_fastapi() -> None:
-    import ast
-    from pathlib import Path
-
     root = Path(authbridge.__file__).parent
     for path in root.rglob("*.py"):
         relative = path.relative_to(root).as_posix()

@@ -98,7 +98,9 @@ def test_other_schemes_are_no_credentials(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
-def test_scheme_is_case_insensitive(client: TestClient, fake_issuer: FakeIssuer, scheme: str) -> None:
+def test_scheme_is_case_insensitive(
+    client: TestClient, fake_issuer: FakeIssuer, scheme: str
+) -> None:
     token = fake_issuer.token(scopes=["items:read"])
     response = client.get("/items", headers={"Authorization": f"{scheme} {token}"})
     assert response.status_code == 200
@@ -192,7 +194,10 @@ def test_websocket_refusals_close_with_1008(
         "expired": bearer(fake_issuer.bad.expired()),
         "scope": bearer(fake_issuer.token(scopes=["other"])),
     }[kind]
-    with pytest.raises(WebSocketDisconnect) as excinfo, client.websocket_connect("/ws", headers=headers):
+    with (
+        pytest.raises(WebSocketDisconnect) as excinfo,
+        client.websocket_connect("/ws", headers=headers),
+    ):
         pass
     assert excinfo.value.code == 1008
 

@@ -22,8 +22,12 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
 def build_app() -> FastAPI:
     auth = AuthBridge(
         providers=[
-            OIDCProvider("hydra", issuer="https://auth.example.org/", audience="https://api.example.org"),
-            OIDCProvider("auth0", issuer="https://tenant.eu.auth0.com/", audience="https://api.example.org"),
+            OIDCProvider(
+                "hydra", issuer="https://auth.example.org/", audience="https://api.example.org"
+            ),
+            OIDCProvider(
+                "auth0", issuer="https://tenant.eu.auth0.com/", audience="https://api.example.org"
+            ),
         ]
     )
     app = FastAPI(title="snapshot", version="1", lifespan=auth.lifespan)

@@ -17,7 +17,9 @@ from authbridge.testing import FakeIssuer
 
 auth = AuthBridge(
     providers=[
-        OIDCProvider("hydra", issuer="https://auth.example.org/", audience="https://api.example.org"),
+        OIDCProvider(
+            "hydra", issuer="https://auth.example.org/", audience="https://api.example.org"
+        ),
         OIDCProvider(
             "keycloak",
             issuer="https://kc.example.org/realms/main",
@@ -26,7 +28,9 @@ auth = AuthBridge(
             token_type="strict",
             leeway=10,
         ),
-        OIDCProvider("cognito", issuer="https://cognito-idp.eu-west-1.amazonaws.com/pool", client_ids=["abc"]),
+        OIDCProvider(
+            "cognito", issuer="https://cognito-idp.eu-west-1.amazonaws.com/pool", client_ids=["abc"]
+        ),
     ],
     cache_size=1000,
 )

@@ -18,8 +18,11 @@ _MAX_NUMERIC_DATE = 1e11
 _STRICT_TYP = frozenset({"at+jwt", "application/at+jwt"})
 _LENIENT_TYP = _STRICT_TYP | frozenset({"jwt", "application/jwt"})
 _ID_TOKEN_TYP = frozenset({"jwt", "application/jwt"})
-# Keycloak marks its token kinds with a `typ` claim; only these are access tokens.
-_ACCESS_TYP_CLAIM = frozenset({"bearer", "at+jwt"})
+# Keycloak marks its token kinds with a `typ` claim (Bearer, ID, Refresh, Offline,
+# Logout); these values name tokens that are not access tokens.
+_NOT_ACCESS_TYP_CLAIM = frozenset(
+    {"id", "id_token", "refresh", "refresh_token", "offline", "logout", "logout+jwt"}
+)
 # Header parameters whose presence means "this is not a plain JWS we understand".
 _REJECTED_HEADERS = ("crit", "b64", "enc", "zip")
 _STRING_CLAIMS = ("sub", "jti", "client_id", "azp", "scope", "nonce")
@@ -33,7 +36,11 @@ class JWTPolicy:
         issuer: The exact ``iss`` value (compared byte for byte).
         audiences: Accepted ``aud`` values; the token must carry at least one.
             Empty only when ``client_ids`` is set (tokens without ``aud``).
-        client_ids: If set, ``client_id`` (or ``azp``) must be one of these.
+        client_ids: If set, the client (the first of ``client_id_claims``
+            present) must be one of these.
+        client_id_claims: Claims naming the client, in order of preference.
+        claim_values: Claims that must be present with exactly these values
+            (e.g. Cognito's ``{"token_use": "access"}``).
         algorithms: Accepted JWS ``alg`` values.
         token_type: ``"strict"``: RFC 9068 ``typ`` ``at+jwt`` required;
             ``"lenient"``: also ``JWT`` or no ``typ``; ``"id_token"``: an
@@ -47,6 +54,8 @@ class JWTPolicy:
     audiences: frozenset[str]
     algorithms: frozenset[str]
     client_ids: frozenset[str] = frozenset()
+    client_id_claims: tuple[str, ...] = ("client_id", "azp")
+    claim_values: tuple[tuple[str, str | int | bool], ...] = ()
     token_type: TokenType = "lenient"
     leeway: float = 30.0
     required_claims: frozenset[str] = frozenset({"iss", "exp"})
@@ -55,8 +64,16 @@ class JWTPolicy:
     def __post_init__(self) -> None:
         if not self.issuer:
             raise ConfigurationError("issuer_required")
+        if not isinstance(self.issuer, str):
+            raise ConfigurationError("issuer_must_be_a_string")
         if not self.audiences and not self.client_ids:
             raise ConfigurationError("audience_or_client_ids_required")
+        for value in (*self.audiences, *self.client_ids):
+            # An unset environment variable must not become "accept anything".
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigurationError("empty_audience_or_client_id")
+        if not self.client_id_claims:
+            raise ConfigurationError("client_id_claims_required")
         if not self.algorithms:
             raise ConfigurationError("algorithms_required")
         unknown = self.algorithms - ASYMMETRIC_ALGS - HMAC_ALGS
@@ -174,9 +191,24 @@ def _check_audience(claims: Mapping[str, Any], policy: JWTPolicy) -> None:
             raise InvalidToken("audience_mismatch", claim="aud")
 
     if policy.client_ids:
-        client = claims.get("client_id", claims.get("azp"))
+        client = client_of(claims, policy.client_id_claims)
         if client not in policy.client_ids:
-            raise InvalidToken("client_mismatch", claim="client_id")
+            raise InvalidToken("client_mismatch", claim=policy.client_id_claims[0])
+
+    for name, expected in policy.claim_values:
+        value = claims.get(name)
+        # type() too: True == 1 in Python, but not in JSON.
+        if value != expected or type(value) is not type(expected):
+            raise InvalidToken("unexpected_claim_value", claim=name)
+
+
+def client_of(claims: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """The client named by the first of ``names`` present in ``claims`` (if a string)."""
+    for name in names:
+        if name in claims:
+            value = claims[name]
+            return value if isinstance(value, str) else None
+    return None
 
 
 def _check_kind(claims: Mapping[str, Any], policy: JWTPolicy) -> None:
@@ -189,8 +221,6 @@ def _check_kind(claims: Mapping[str, Any], policy: JWTPolicy) -> None:
             raise InvalidToken("authorized_party_mismatch", claim="azp")
         return
     typ_claim = claims.get("typ")
-    if typ_claim is not None and (
-        not isinstance(typ_claim, str) or typ_claim.lower() not in _ACCESS_TYP_CLAIM
-    ):
+    if isinstance(typ_claim, str) and typ_claim.lower() in _NOT_ACCESS_TYP_CLAIM:
         # e.g. Keycloak ID ("ID") or refresh ("Refresh") tokens as access tokens.
         raise InvalidToken("wrong_token_type", claim="typ")

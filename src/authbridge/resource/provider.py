@@ -10,7 +10,7 @@ from .._clock import Clock
 from .._http import DEFAULT_TIMEOUT, ClientSource
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import JWTPolicy, KeySet, ParsedJWT, RemoteJWKS, check_claims, check_header
-from ..jose._jwt import TokenType
+from ..jose._jwt import TokenType, client_of
 from ..jose.keys import HMAC_ALGS, key_from_secret
 from ..providers.discovery import ProviderMetadata, discover
 from .principal import Principal
@@ -41,7 +41,11 @@ class OIDCProvider:
         audience: Accepted ``aud`` value(s); a token must carry at least one.
             May be omitted only together with ``client_ids`` (e.g. Cognito
             access tokens, which carry ``client_id`` instead of ``aud``).
-        client_ids: If given, ``client_id`` (or ``azp``) must be one of these.
+        client_ids: If given, the token's client (see ``client_id_claims``)
+            must be one of these.
+        client_id_claims: Claims naming the client, first present wins:
+            ``client_id`` then ``azp`` by default; Okta uses ``cid``, Entra v1
+            ``appid``.
         jwks_uri: Use this JWKS URL instead of the one from discovery.
         discovery_url: Fetch metadata from here instead of the well-known URLs.
         algorithms: Accepted JWS algorithms (asymmetric by default).
@@ -53,10 +57,19 @@ class OIDCProvider:
         leeway: Tolerated clock skew in seconds (at most 300).
         required_claims: Claims that must be present besides ``iss``, ``exp``
             (and ``aud`` whenever an audience is configured).
-        roles_claims: Claim paths to read roles from (see :mod:`authbridge.roles`).
+        roles_claims: Claim paths to read roles from (see :mod:`authbridge.roles`):
+            a claim name, a dotted path, or a tuple of path segments.
+        claim_values: Claims that must carry exactly these values, e.g.
+            ``{"token_use": "access"}`` for Cognito access tokens.
         scope_claims: Claims read as granted scopes: space-separated strings or
             arrays of strings (``scope`` and ``scp`` by default).
         max_token_bytes: Tokens longer than this are refused before decoding.
+        jwks_cooldown: Minimum seconds between two JWKS fetches triggered by
+            unknown ``kid`` values or failures.
+        jwks_max_age: Upper bound on how long a fetched key set is used before
+            it is refreshed (``Cache-Control`` is honoured below it).
+        jwks_max_stale: How long past that the last good keys keep working while
+            the JWKS endpoint fails.
 
     Raises:
         ConfigurationError: on an inconsistent configuration.
@@ -75,6 +88,7 @@ class OIDCProvider:
         audience: str | Sequence[str] | None = None,
         *,
         client_ids: str | Sequence[str] | None = None,
+        client_id_claims: Sequence[str] = ("client_id", "azp"),
         jwks_uri: str | None = None,
         discovery_url: str | None = None,
         algorithms: Sequence[str] | None = None,
@@ -82,9 +96,13 @@ class OIDCProvider:
         token_type: TokenType = "lenient",
         leeway: float = 30.0,
         required_claims: Sequence[str] = (),
-        roles_claims: Sequence[str] = (),
+        roles_claims: Sequence[str | tuple[str, ...]] = (),
         scope_claims: Sequence[str] = ("scope", "scp"),
+        claim_values: Mapping[str, str | int | bool] | None = None,
         max_token_bytes: int = 16 * 1024,
+        jwks_cooldown: float = 30.0,
+        jwks_max_age: float = 3600.0,
+        jwks_max_stale: float = 6 * 3600.0,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("provider_name_required")
@@ -99,13 +117,20 @@ class OIDCProvider:
         self.issuer = issuer
         self.jwks_uri = jwks_uri
         self.discovery_url = discovery_url
+        if not 0 <= jwks_cooldown <= jwks_max_age or jwks_max_stale < 0:
+            raise ConfigurationError("invalid_jwks_cache_settings", provider=name)
         self.roles_claims = tuple(roles_claims)
         self.scope_claims = tuple(scope_claims)
+        self.jwks_cooldown = float(jwks_cooldown)
+        self.jwks_max_age = float(jwks_max_age)
+        self.jwks_max_stale = float(jwks_max_stale)
         try:
             self.policy = JWTPolicy(
                 issuer=issuer,
                 audiences=frozenset(_as_tuple(audience)),
                 client_ids=frozenset(_as_tuple(client_ids)),
+                client_id_claims=tuple(client_id_claims),
+                claim_values=tuple((claim_values or {}).items()),
                 algorithms=algs,
                 token_type=token_type,
                 leeway=float(leeway),
@@ -132,13 +157,13 @@ class OIDCProvider:
         for path in self.roles_claims:
             roles.update(_strings(_lookup(claims, path), split=False))
         exp = claims.get("exp")
-        client = claims.get("client_id", claims.get("azp"))
+        client = client_of(claims, self.policy.client_id_claims)
         return Principal._trusted(
             {
                 "provider": self.name,
                 "issuer": self.issuer,
                 "subject": claims.get("sub"),
-                "client_id": client if isinstance(client, str) else None,
+                "client_id": client,
                 "scopes": frozenset(scopes),
                 "roles": frozenset(roles),
                 "expires_at": datetime.fromtimestamp(exp, UTC) if exp is not None else None,
@@ -162,11 +187,13 @@ def _strings(value: Any, *, split: bool) -> list[str]:
     return []
 
 
-def _lookup(claims: Mapping[str, Any], path: str) -> Any:
-    if path in claims:
-        return claims[path]
+def _lookup(claims: Mapping[str, Any], path: str | tuple[str, ...]) -> Any:
+    if isinstance(path, str):
+        if path in claims:
+            return claims[path]
+        path = tuple(path.split("."))
     node: Any = claims
-    for part in path.split("."):
+    for part in path:
         if not isinstance(node, Mapping):
             return None
         node = node.get(part)
@@ -192,6 +219,11 @@ class BoundProvider:
                 label=provider.name,
                 clock=clock,
                 timeout=timeout,
+                cooldown=provider.jwks_cooldown,
+                max_age=provider.jwks_max_age,
+                min_age=min(60.0, provider.jwks_max_age),
+                default_age=min(600.0, provider.jwks_max_age),
+                max_stale=provider.jwks_max_stale,
             )
 
     @property
