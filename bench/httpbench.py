@@ -227,6 +227,7 @@ class Load:
         own1, wrk1 = _own_cpu_s()
         other = (busy1 - busy0) - server - (wrk1 - wrk0) - (own1 - own0)
         result["server_cpu_cores"] = round(server / wall, 3)
+        result["server_cpu_us_per_request"] = round(server / max(1, result["requests"]) * 1e6, 1)
         result["other_cpu_cores"] = round(max(0.0, other) / wall, 3)
         result["steal_cpu_cores"] = round((steal1 - steal0) / wall, 3)
         if scenario.distinct:
@@ -242,18 +243,16 @@ class Load:
         return result
 
 
-def tokens_needed(warm_rps: float, cfg: WrkConfig) -> int:
-    """Enough distinct tokens that the distinct scenario (never faster than the warm one)
-    never wraps around: warm req/s x its total seconds, plus headroom."""
-    seconds = cfg.warmup_s + cfg.rounds * cfg.duration_s
-    budget = warm_rps * seconds * 1.2 + 4 * cfg.connections * (cfg.rounds + 1)
-    return max(1_000, int(budget))
+def tokens_needed(rps: float, seconds: float, cfg: WrkConfig) -> int:
+    """Tokens for ``seconds`` of load at ``rps``, with headroom for a faster moment."""
+    return max(500, int(rps * seconds * 1.25) + 4 * cfg.connections)
 
 
-def mint_tokens(fake: Any, count: int, path: Path) -> float:
+def mint_tokens(fake: Any, count: int, path: Path, *, first: int = 0) -> float:
+    """Append ``count`` distinct tokens to ``path``; return the seconds it took."""
     started = time.perf_counter()
-    with path.open("w", encoding="ascii") as fh:
-        for i in range(count):
+    with path.open("a", encoding="ascii") as fh:
+        for i in range(first, first + count):
             fh.write(fake.token(subject=f"user-{i}", scopes=[SCOPE], expires_in=3600))
             fh.write("\n")
     return time.perf_counter() - started
@@ -272,7 +271,12 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in runs if key in r]
         if values:
             summary[key] = round(_median(values), 3)
-    for key in ("server_cpu_cores", "other_cpu_cores", "steal_cpu_cores"):
+    for key in (
+        "server_cpu_cores",
+        "server_cpu_us_per_request",
+        "other_cpu_cores",
+        "steal_cpu_cores",
+    ):
         summary[key] = round(_median([r[key] for r in runs]), 3)
     summary["rounds"] = runs
     return summary
@@ -301,12 +305,18 @@ def run(cfg: WrkConfig | None = None) -> dict[str, Any]:
             load = Load(server["base_url"], server["pid"], cfg, tokens_file)
             load.run(scenarios[0], cfg.warmup_s)
             warm_up = load.run(scenarios[1], cfg.warmup_s)
-            # Minted while the server idles, sized from the warm run so that no token repeats.
-            count = tokens_needed(warm_up["rps"], cfg)
+            # Minted while the server idles, in two steps: enough for the distinct warm-up
+            # (sized from the warm run: distinct is never faster), then enough for the
+            # measured rounds at the rate the warm-up showed. No token is ever sent twice.
+            tokens_file.unlink(missing_ok=True)
+            count = tokens_needed(warm_up["rps"], cfg.warmup_s, cfg)
             mint_s = mint_tokens(fake, count, tokens_file)
+            distinct_warm_up = load.run(scenarios[2], cfg.warmup_s)
+            more = tokens_needed(distinct_warm_up["rps"], cfg.rounds * cfg.duration_s, cfg)
+            mint_s += mint_tokens(fake, more, tokens_file, first=count)
+            count += more
             print(f"  minted {count} distinct RS256 tokens in {mint_s:.1f} s", flush=True)
-            for scenario in scenarios[2:]:
-                load.run(scenario, cfg.warmup_s)
+            load.run(scenarios[3], cfg.warmup_s)
             runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in scenarios}
             for r in range(cfg.rounds):
                 order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]

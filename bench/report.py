@@ -111,13 +111,19 @@ def render(results: dict[str, Any]) -> str:
         f"{http['wrk']['rounds']} rounds of {http['wrk']['duration_s']} s, round-robin "
         "(order rotated each round). req/s and latencies are medians over the rounds; the "
         "ratio is the median of the per-round ratios to the unprotected run of the same round. "
-        "`other CPU` is the share of a core that other processes used meanwhile "
-        f"(at most {http['max_other_cpu_cores']}"
-        + (": this run was disturbed" if http["disturbed"] else "")
+        "`server CPU` is the share of a core the server process used, and its CPU time per "
+        "request; `other CPU` is the share of a core that other processes used meanwhile "
+        f"(at most {http['max_other_cpu_cores']} in this run"
+        + (
+            ": above 0.15, so this run was disturbed and its figures are less reliable"
+            if http["disturbed"]
+            else ""
+        )
         + ").",
         "",
-        f"| Scenario | req/s | {X} unprotected | p50 ms | p99 ms | server CPU | other CPU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| Scenario | req/s | {X} unprotected | p50 ms | p99 ms "
+        "| server CPU µs/request | server CPU | other CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ratio_of = {
         "unprotected": 1.0,
@@ -131,6 +137,7 @@ def render(results: dict[str, Any]) -> str:
             f"| {label} | {_fmt(s['rps'], 1)} | {_fmt(ratio_of[name], 3)}{X} "
             f"| {_fmt(s.get('latency_p50_ms', float('nan')))} "
             f"| {_fmt(s.get('latency_p99_ms', float('nan')))} "
+            f"| {_fmt(s['server_cpu_us_per_request'], 1)} "
             f"| {_fmt(s['server_cpu_cores'])} | {_fmt(s['other_cpu_cores'])} |"
         )
     distinct = http["scenarios"]["protected_distinct"]

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,11 @@ from .op import (
 def _require_node() -> None:
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"interop tests need Node.js ({', '.join(missing)} not on PATH)")
+        message = f"interop tests need Node.js ({', '.join(missing)} not on PATH)"
+        if os.environ.get("AUTHBRIDGE_REQUIRE_INTEROP") == "1":
+            # scripts/test installs Node.js: a missing one there is a failure, not a skip.
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
