@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from fastapi import HTTPException, WebSocketException, status
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -19,7 +19,13 @@ from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
-from ..errors import AuthBridgeError, InsufficientScope, InvalidToken, MissingToken
+from ..errors import (
+    AuthBridgeError,
+    InsufficientScope,
+    InvalidToken,
+    MissingToken,
+    ProviderUnavailable,
+)
 from ..resource.principal import Principal
 
 if TYPE_CHECKING:
@@ -123,9 +129,12 @@ class PrincipalDependency(SecurityBase):
 
     def _fail(
         self, connection: HTTPConnection, error: AuthBridgeError, required: tuple[str, ...]
-    ) -> None:
+    ) -> NoReturn:
         # str(error) carries only codes and reasons, never token material.
-        logger.info("Request refused: %s", error)
+        if isinstance(error, ProviderUnavailable):
+            logger.warning("Request refused, provider unavailable: %s", error)
+        else:
+            logger.info("Request refused: %s", error)
         if connection.scope["type"] == "websocket":
             raise WebSocketException(
                 code=status.WS_1008_POLICY_VIOLATION,
