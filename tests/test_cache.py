@@ -16,13 +16,13 @@ class CountingVerify:
     def __init__(self, server: ResourceServer, name: str) -> None:
         self.calls = 0
         bound = server.bound(name)
-        original = bound.verify
+        original = bound.verify_jwt
 
         async def counting(parsed: ParsedJWT, length: int):  # type: ignore[no-untyped-def]
             self.calls += 1
             return await original(parsed, length)
 
-        bound.verify = counting  # type: ignore[method-assign]
+        bound.verify_jwt = counting
 
 
 async def test_repeated_token_is_not_reverified(fake_issuer: FakeIssuer, clock: FakeClock) -> None:

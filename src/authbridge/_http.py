@@ -1,7 +1,7 @@
 """Outbound HTTP: bounded in time and size, never following redirects.
 
-Every fetch authbridge makes (discovery documents, JWKS) goes through
-:func:`fetch_json`. The caller owns the :class:`httpx.AsyncClient`; tests inject
+Every request authbridge makes (discovery, JWKS, introspection, provider APIs)
+goes through :func:`request`. The caller owns the :class:`httpx.AsyncClient`; tests inject
 a transport (``httpx.MockTransport`` or a real loopback server).
 """
 
@@ -88,6 +88,66 @@ class HttpClientHolder:
             yield client
 
 
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A bounded response: status, headers and the whole (capped) body."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    def json_object(self, *, provider: str | None = None) -> dict[str, Any]:
+        """The body as a JSON object, or :class:`ProviderUnavailable`."""
+        try:
+            value = json.loads(self.body)
+        except (ValueError, RecursionError):
+            raise ProviderUnavailable("invalid_json", provider=provider) from None
+        if not isinstance(value, dict):
+            raise ProviderUnavailable("json_not_an_object", provider=provider)
+        return value
+
+
+async def request(
+    client: ClientSource,
+    method: str,
+    url: str,
+    *,
+    data: dict[str, str] | None = None,
+    json_body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    provider: str | None = None,
+) -> RawResponse:
+    """Send one request and read the whole response, whatever its status.
+
+    The exchange (connect, headers and body) is bounded by ``timeout``; the
+    body by ``max_bytes`` (checked while streaming, so a huge or endless body
+    costs at most ``max_bytes``). Redirects are never followed; compressed
+    bodies are refused (we ask for ``identity``). Credentials go in ``data``,
+    ``json_body``, ``headers`` or ``auth`` (HTTP Basic), never in the URL.
+
+    Raises:
+        ProviderUnavailable: on a transport error, timeout or oversize body.
+            The reason never contains the URL, a header or the body.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            async with client() as http:
+                stream = http.stream(
+                    method, url, data=data, json=json_body, headers=headers, auth=auth
+                )
+                async with stream as response:
+                    body = await _read(response, max_bytes=max_bytes, provider=provider)
+                    return RawResponse(response.status_code, response.headers, body)
+    except TimeoutError:
+        raise ProviderUnavailable("timeout", provider=provider) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        reason = f"transport_error:{type(exc).__name__}"
+        raise ProviderUnavailable(reason, provider=provider) from None
+
+
 async def fetch_json(
     client: ClientSource,
     url: str,
@@ -96,57 +156,39 @@ async def fetch_json(
     max_bytes: int = DEFAULT_MAX_BYTES,
     provider: str | None = None,
 ) -> JSONResponse:
-    """GET ``url`` and return its JSON object body.
-
-    The whole exchange (connect, headers and body) is bounded by ``timeout``;
-    the body by ``max_bytes`` (checked while streaming, so a huge or endless
-    body costs at most ``max_bytes``). Redirects are refused.
+    """GET ``url`` and return its JSON object body (see :func:`request` for the bounds).
 
     Raises:
-        ProviderUnavailable: on any transport error, timeout, non-200 status,
-            oversize body, or a body that is not a JSON object. The reason never
-            contains the URL's query or the body.
+        ProviderUnavailable: as :func:`request`, and on a non-200 status or a
+            body that is not a JSON object.
     """
-    try:
-        async with asyncio.timeout(timeout):
-            async with client() as http:
-                return await _fetch(http, url, max_bytes=max_bytes, provider=provider)
-    except TimeoutError:
-        raise ProviderUnavailable("timeout", provider=provider) from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        reason = f"transport_error:{type(exc).__name__}"
-        raise ProviderUnavailable(reason, provider=provider) from None
+    response = await request(
+        client, "GET", url, timeout=timeout, max_bytes=max_bytes, provider=provider
+    )
+    if response.status != 200:
+        raise ProviderUnavailable(f"http_status:{response.status}", provider=provider)
+    return JSONResponse(
+        body=response.json_object(provider=provider),
+        cache_control=response.headers.get("cache-control"),
+    )
 
 
-async def _fetch(
-    client: httpx.AsyncClient, url: str, *, max_bytes: int, provider: str | None
-) -> JSONResponse:
-    async with client.stream("GET", url) as response:
-        if response.status_code != 200:
-            raise ProviderUnavailable(f"http_status:{response.status_code}", provider=provider)
-        declared = _small_int(response.headers.get("content-length"))
-        if declared is not None and declared > max_bytes:
+async def _read(response: httpx.Response, *, max_bytes: int, provider: str | None) -> bytes:
+    declared = _small_int(response.headers.get("content-length"))
+    if declared is not None and declared > max_bytes:
+        raise ProviderUnavailable("response_too_large", provider=provider)
+    # Decoding a compressed body would inflate a whole chunk before any size
+    # check, so refuse one (we asked for identity).
+    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        raise ProviderUnavailable("unexpected_content_encoding", provider=provider)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
             raise ProviderUnavailable("response_too_large", provider=provider)
-        # We ask for identity encoding. Decoding a compressed body would inflate
-        # a whole chunk before any size check, so refuse one instead.
-        if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
-            raise ProviderUnavailable("unexpected_content_encoding", provider=provider)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise ProviderUnavailable("response_too_large", provider=provider)
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        cache_control = response.headers.get("cache-control")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ProviderUnavailable("invalid_json", provider=provider) from None
-    if not isinstance(body, dict):
-        raise ProviderUnavailable("json_not_an_object", provider=provider)
-    return JSONResponse(body=body, cache_control=cache_control)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _small_int(value: str | None) -> int | None:

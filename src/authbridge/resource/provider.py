@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .._clock import Clock
-from .._http import DEFAULT_TIMEOUT, ClientSource
+from .._http import DEFAULT_TIMEOUT, ClientSource, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import JWTPolicy, KeySet, ParsedJWT, RemoteJWKS, check_claims, check_header
 from ..jose._jwt import TokenType, client_of
 from ..jose.keys import HMAC_ALGS, key_from_secret
 from ..providers.discovery import ProviderMetadata, discover
+from .base import Verified, lookup, strings
+from .introspection import Introspection, check_introspection, introspection_unavailable
 from .principal import Principal
 
 DEFAULT_ALGORITHMS = (
@@ -70,6 +73,8 @@ class OIDCProvider:
             it is refreshed (``Cache-Control`` is honoured below it).
         jwks_max_stale: How long past that the last good keys keep working while
             the JWKS endpoint fails.
+        introspection: Also accept this provider's opaque access tokens, checked
+            with RFC 7662 introspection (see :class:`Introspection`).
 
     Raises:
         ConfigurationError: on an inconsistent configuration.
@@ -103,6 +108,7 @@ class OIDCProvider:
         jwks_cooldown: float = 30.0,
         jwks_max_age: float = 3600.0,
         jwks_max_stale: float = 6 * 3600.0,
+        introspection: Introspection | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("provider_name_required")
@@ -124,6 +130,7 @@ class OIDCProvider:
         self.jwks_cooldown = float(jwks_cooldown)
         self.jwks_max_age = float(jwks_max_age)
         self.jwks_max_stale = float(jwks_max_stale)
+        self.introspection = introspection
         try:
             self.policy = JWTPolicy(
                 issuer=issuer,
@@ -152,10 +159,10 @@ class OIDCProvider:
         """Build the :class:`Principal` for verified ``claims``."""
         scopes: set[str] = set()
         for name in self.scope_claims:
-            scopes.update(_strings(claims.get(name), split=True))
+            scopes.update(strings(claims.get(name), split=True))
         roles: set[str] = set()
         for path in self.roles_claims:
-            roles.update(_strings(_lookup(claims, path), split=False))
+            roles.update(strings(lookup(claims, path), split=False))
         exp = claims.get("exp")
         client = client_of(claims, self.policy.client_id_claims)
         return Principal._trusted(
@@ -179,38 +186,27 @@ class OIDCProvider:
         return BoundProvider(self, client, clock, timeout=timeout)
 
 
-def _strings(value: Any, *, split: bool) -> list[str]:
-    if isinstance(value, str):
-        return value.split() if split else [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
-def _lookup(claims: Mapping[str, Any], path: str | tuple[str, ...]) -> Any:
-    if isinstance(path, str):
-        if path in claims:
-            return claims[path]
-        path = tuple(path.split("."))
-    node: Any = claims
-    for part in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
 class BoundProvider:
-    """A provider's state inside one app: its metadata and key cache."""
+    """An :class:`OIDCProvider` inside one app: metadata, key cache, introspection.
+
+    Implements :class:`authbridge.resource.base.Source`.
+    """
 
     def __init__(
         self, provider: OIDCProvider, client: ClientSource, clock: Clock, *, timeout: float
     ) -> None:
         self.provider = provider
+        self.name = provider.name
+        self.jwt_issuers = (provider.issuer,)
+        self.max_token_bytes = provider.policy.max_token_bytes
+        introspection = provider.introspection
+        self.opaque_prefixes = tuple(introspection.token_prefixes) if introspection else ()
+        self.accepts_unprefixed = bool(introspection and introspection.accept_unprefixed)
         self._client = client
         self._clock = clock
         self._timeout = timeout
         self.metadata: ProviderMetadata | None = None
+        self._metadata_task: asyncio.Task[ProviderMetadata] | None = None
         self.jwks: RemoteJWKS | None = None
         if provider._static_keys is None:
             self.jwks = RemoteJWKS(
@@ -233,17 +229,43 @@ class BoundProvider:
             return self.provider._static_keys
         return self.jwks.current
 
+    @property
+    def cache_marker(self) -> object:
+        """Cached JWT results are served only while the verifying key set is current."""
+        return self.keyset
+
+    @property
+    def negative_cache_ttl(self) -> float:
+        """How long an inactive opaque token is remembered."""
+        introspection = self.provider.introspection
+        return introspection.negative_cache_ttl if introspection else 0.0
+
     async def load_metadata(self) -> ProviderMetadata:
-        """Discover the provider's metadata once (cached after success)."""
-        if self.metadata is None:
-            self.metadata = await discover(
-                self._client,
-                self.provider.issuer,
-                url=self.provider.discovery_url,
-                label=self.provider.name,
-                timeout=self._timeout,
-            )
-        return self.metadata
+        """Discover the provider's metadata once (one fetch in flight; cached after success)."""
+        if self.metadata is not None:
+            return self.metadata
+        task = self._metadata_task
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._discover())
+            task.add_done_callback(self._discovered)
+            self._metadata_task = task
+        return await asyncio.shield(task)
+
+    async def _discover(self) -> ProviderMetadata:
+        metadata = await discover(
+            self._client,
+            self.provider.issuer,
+            url=self.provider.discovery_url,
+            label=self.provider.name,
+            timeout=self._timeout,
+        )
+        self.metadata = metadata
+        return metadata
+
+    def _discovered(self, task: asyncio.Task[ProviderMetadata]) -> None:
+        self._metadata_task = None
+        if not task.cancelled():
+            task.exception()  # retrieved here; waiters re-raise it themselves
 
     async def _jwks_uri_from_metadata(self) -> str:
         metadata = await self.load_metadata()
@@ -252,12 +274,14 @@ class BoundProvider:
         return metadata.jwks_uri
 
     async def warm_up(self) -> None:
-        """Load keys now (called from the app's lifespan; failures are not fatal)."""
+        """Load keys (or metadata) now: called from the app's lifespan; failures are not fatal."""
         if self.jwks is not None:
             await self.jwks.refresh()
+        elif self.provider.introspection and not self.provider.introspection.endpoint:
+            await self.load_metadata()
 
-    async def verify(self, parsed: ParsedJWT, token_length: int) -> tuple[Principal, KeySet]:
-        """Verify a parsed token routed to this provider; return it as a Principal.
+    async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
+        """Verify a parsed JWS routed to this provider by its ``iss``.
 
         Raises:
             InvalidToken: the token is not acceptable.
@@ -288,4 +312,45 @@ class BoundProvider:
             check_claims(parsed.claims, policy, self._clock())
         except InvalidToken as exc:
             raise InvalidToken(exc.reason, provider=provider.name, claim=exc.claim) from None
-        return provider.principal_from(parsed.claims), keyset
+        claims = parsed.claims
+        return Verified(provider.principal_from(claims), float(claims["exp"]), keyset)
+
+    async def verify_opaque(self, token: str) -> Verified:
+        """Introspect an opaque token routed here (RFC 7662).
+
+        Raises:
+            InvalidToken: inactive or not acceptable here.
+            ProviderUnavailable: the endpoint is down, slow, refuses our
+                credentials or answers garbage (fail closed).
+        """
+        introspection = self.provider.introspection
+        name = self.provider.name
+        if introspection is None:  # routing never sends opaque tokens here then
+            raise InvalidToken("unknown_token_format", provider=name)
+        if len(token) > self.max_token_bytes:
+            raise InvalidToken("token_too_large", provider=name)
+        endpoint = introspection.endpoint
+        if endpoint is None:
+            endpoint = (await self.load_metadata()).introspection_endpoint
+            if endpoint is None:
+                raise ProviderUnavailable("metadata_without_introspection_endpoint", provider=name)
+        data, basic = introspection.request_parts(token)
+        response = await request(
+            self._client,
+            "POST",
+            endpoint,
+            data=data,
+            auth=basic,
+            timeout=self._timeout,
+            max_bytes=64 * 1024,
+            provider=name,
+        )
+        if response.status != 200:
+            raise introspection_unavailable(response.status, name)
+        body = response.json_object(provider=name)
+        now = self._clock()
+        exp = check_introspection(body, self.provider.policy, now, provider=name)
+        cache_until = now + introspection.cache_ttl
+        if exp is not None:
+            cache_until = min(cache_until, exp)
+        return Verified(self.provider.principal_from(body), cache_until, None)

@@ -8,16 +8,16 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 
 from .._clock import Clock, system_clock
 from .._http import DEFAULT_TIMEOUT, HttpClientHolder
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
-from ..jose import KeySet, parse_compact
+from ..jose import parse_compact
+from .base import Provider, Source
 from .principal import Principal
-from .provider import BoundProvider, OIDCProvider
 
 logger = logging.getLogger("authbridge.resource")
 
@@ -25,38 +25,45 @@ MAX_CACHE_TTL = 300.0
 """Upper bound on how long a verified token is served from cache."""
 
 
-class _Verified(NamedTuple):
-    principal: Principal
-    expires_at: float
-    provider: BoundProvider
-    keyset: KeySet
+class _Entry(NamedTuple):
+    """A cached outcome: a principal, or (for opaque tokens) a remembered refusal."""
+
+    principal: Principal | None
+    cache_until: float
+    source: Source
+    marker: object
+    refusal: InvalidToken | None = None
 
 
 class ResourceServer:
     """Validates bearer tokens from the configured providers. Free of FastAPI.
 
-    Routing is deterministic: a JWT goes to the one provider whose configured
-    issuer equals its ``iss``; a token naming any other issuer is refused
-    without any network request.
+    Routing is deterministic (see :mod:`authbridge.resource.base`): a prefixed
+    opaque token goes to the provider declaring that prefix; a JWS to the one
+    provider whose issuer equals its ``iss``; any other token to the first
+    provider accepting unprefixed opaque tokens. A token naming an unknown
+    issuer, or of a kind no provider accepts, is refused without any request.
 
-    Verified tokens are cached (``cache_size`` entries, FIFO) under the SHA-256
-    of their exact bytes, so another spelling of a token is a different entry
-    and gets full validation. An entry is served only before the token's
-    ``exp`` (and at most :data:`MAX_CACHE_TTL`), and only while the provider's
-    key set is the one that verified it: a JWKS refresh drops it.
+    Results are cached (``cache_size`` entries, FIFO) under the SHA-256 of the
+    exact token, so another spelling of a token is a different entry and gets
+    full validation. An entry is served only before the token's ``exp`` (and
+    at most :data:`MAX_CACHE_TTL`, or the provider's shorter TTL for opaque
+    tokens), and only while the provider's key set is the one that verified
+    it. Concurrent first requests with the same opaque token share one call
+    to its provider; inactive opaque tokens are remembered briefly.
 
     Args:
-        providers: The issuers whose tokens are accepted.
+        providers: The token sources whose tokens are accepted.
         transport: Outbound HTTP transport (tests pass ``httpx.MockTransport``
             or the test kit's ``FakeIssuer.transport``).
         clock: Time source, POSIX seconds.
-        cache_size: Verified-token cache capacity; 0 disables it.
-        http_timeout: Bound on each outbound fetch, in seconds.
+        cache_size: Verification cache capacity; 0 disables it (and coalescing).
+        http_timeout: Bound on each outbound request, in seconds.
     """
 
     def __init__(
         self,
-        providers: Sequence[OIDCProvider],
+        providers: Sequence[Provider],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = system_clock,
@@ -70,31 +77,44 @@ class ResourceServer:
         self._http = HttpClientHolder(transport)
         self._clock = clock
         self._cache_size = cache_size
-        self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
-        self._by_issuer: dict[str, BoundProvider] = {}
-        self._by_name: dict[str, BoundProvider] = {}
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Task[Principal]] = {}
+        self._providers = tuple(providers)
+        self._by_name: dict[str, Source] = {}
+        self._by_issuer: dict[str, Source] = {}
+        prefixes: dict[str, Source] = {}
+        self._unprefixed: Source | None = None
         for provider in providers:
-            if provider.issuer in self._by_issuer:
-                raise ConfigurationError("duplicate_issuer", provider=provider.name)
             if provider.name in self._by_name:
                 raise ConfigurationError("duplicate_provider_name", provider=provider.name)
-            bound = provider.bind(self._http.session, clock, timeout=http_timeout)
-            self._by_issuer[provider.issuer] = bound
-            self._by_name[provider.name] = bound
-        self._max_bytes = max(p.policy.max_token_bytes for p in providers)
+            source = provider.bind(self._http.session, clock, timeout=http_timeout)
+            self._by_name[provider.name] = source
+            for issuer in source.jwt_issuers:
+                if issuer in self._by_issuer:
+                    raise ConfigurationError("duplicate_issuer", provider=provider.name)
+                self._by_issuer[issuer] = source
+            for prefix in source.opaque_prefixes:
+                if any(prefix.startswith(p) or p.startswith(prefix) for p in prefixes):
+                    # Overlapping prefixes would make routing depend on order.
+                    raise ConfigurationError("overlapping_token_prefixes", provider=provider.name)
+                prefixes[prefix] = source
+            if source.accepts_unprefixed and self._unprefixed is None:
+                self._unprefixed = source
+        self._prefixes = tuple(prefixes.items())
+        self._max_bytes = max(s.max_token_bytes for s in self._by_name.values())
 
     @property
-    def providers(self) -> tuple[OIDCProvider, ...]:
+    def providers(self) -> tuple[Provider, ...]:
         """The configured providers, in order."""
-        return tuple(b.provider for b in self._by_name.values())
+        return self._providers
 
     @property
     def cached_tokens(self) -> int:
         """How many verified tokens are cached right now."""
         return len(self._cache)
 
-    def bound(self, name: str) -> BoundProvider:
-        """The runtime state (metadata, keys) of the provider called ``name``."""
+    def bound(self, name: str) -> Any:
+        """The runtime state (metadata, keys, ...) of the provider called ``name``."""
         return self._by_name[name]
 
     async def __aenter__(self) -> ResourceServer:
@@ -120,11 +140,11 @@ class ResourceServer:
             results = await asyncio.gather(
                 *(b.warm_up() for b in self._by_name.values()), return_exceptions=True
             )
-            for bound, result in zip(self._by_name.values(), results, strict=True):
+            for source, result in zip(self._by_name.values(), results, strict=True):
                 if isinstance(result, ProviderUnavailable):
                     logger.warning(
                         "Provider %s unavailable at start-up (%s); will retry on demand",
-                        bound.provider.name,
+                        source.name,
                         result.reason,
                     )
                 elif isinstance(result, BaseException):
@@ -134,12 +154,22 @@ class ResourceServer:
         """Close the outbound HTTP client."""
         await self._http.aclose()
 
+    def route(self, token: str) -> Source | None:
+        """The one source an opaque (non-JWS) token goes to, or ``None``.
+
+        JWS tokens are routed by their ``iss`` in :meth:`verify`.
+        """
+        for prefix, source in self._prefixes:
+            if token.startswith(prefix):
+                return source
+        return None
+
     async def verify(self, token: str) -> Principal:
         """Validate a bearer token and return its :class:`Principal`.
 
         Raises:
             InvalidToken: the token is not acceptable (reason in ``.reason``).
-            ProviderUnavailable: its provider's keys could not be obtained.
+            ProviderUnavailable: its provider could not be asked (fail closed).
         """
         if len(token) > self._max_bytes:
             raise InvalidToken("token_too_large")
@@ -147,21 +177,77 @@ class ResourceServer:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         hit = cache.get(digest)
         if hit is not None:
-            if self._clock() < hit.expires_at and hit.provider.keyset is hit.keyset:
-                return hit.principal
+            if self._clock() < hit.cache_until and hit.source.cache_marker is hit.marker:
+                if hit.principal is not None:
+                    return hit.principal
+                assert hit.refusal is not None  # noqa: S101
+                raise InvalidToken(hit.refusal.reason, provider=hit.refusal.provider)
             cache.pop(digest, None)
 
+        source = self.route(token)
+        if source is None:
+            dots = token.count(".")
+            if dots == 2:
+                return await self._verify_jws(token, digest)
+            if dots == 4:
+                raise InvalidToken("jwe_not_accepted")
+            source = self._unprefixed
+            if source is None:
+                raise InvalidToken("unknown_token_format")
+        return await self._verify_opaque(source, token, digest)
+
+    async def _verify_jws(self, token: str, digest: bytes) -> Principal:
         parsed = parse_compact(token, max_bytes=self._max_bytes)
         issuer = parsed.claims.get("iss")
-        bound = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
-        if bound is None:
+        source = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+        if source is None:
             raise InvalidToken("unknown_issuer")
-        principal, keyset = await bound.verify(parsed, len(token))
+        verified = await source.verify_jwt(parsed, len(token))
+        self._remember(digest, source, verified.principal, verified.cache_until, verified.marker)
+        return verified.principal
 
-        if self._cache_size:
-            exp = parsed.claims["exp"]
-            expires_at = min(float(exp), self._clock() + MAX_CACHE_TTL)
-            if len(cache) >= self._cache_size:
-                cache.popitem(last=False)
-            cache[digest] = _Verified(principal, expires_at, bound, keyset)
-        return principal
+    async def _verify_opaque(self, source: Source, token: str, digest: bytes) -> Principal:
+        if not self._cache_size:
+            return (await source.verify_opaque(token)).principal
+        task = self._inflight.get(digest)
+        if task is None:
+            # Concurrent requests with this very token share one provider call,
+            # which a cancelled request does not cancel for the others.
+            task = asyncio.get_running_loop().create_task(self._ask(source, token, digest))
+            self._inflight[digest] = task
+            task.add_done_callback(lambda done: self._asked(digest, done))
+        return await asyncio.shield(task)
+
+    async def _ask(self, source: Source, token: str, digest: bytes) -> Principal:
+        try:
+            verified = await source.verify_opaque(token)
+        except InvalidToken as exc:
+            ttl: float = getattr(source, "negative_cache_ttl", 0.0)
+            if ttl > 0:
+                self._remember(digest, source, None, self._clock() + ttl, None, refusal=exc)
+            raise
+        self._remember(digest, source, verified.principal, verified.cache_until, verified.marker)
+        return verified.principal
+
+    def _asked(self, digest: bytes, task: asyncio.Task[Principal]) -> None:
+        self._inflight.pop(digest, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here; waiters re-raise it themselves
+
+    def _remember(
+        self,
+        digest: bytes,
+        source: Source,
+        principal: Principal | None,
+        cache_until: float,
+        marker: object,
+        *,
+        refusal: InvalidToken | None = None,
+    ) -> None:
+        if not self._cache_size:
+            return
+        cache_until = min(cache_until, self._clock() + MAX_CACHE_TTL)
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            cache.popitem(last=False)
+        cache[digest] = _Entry(principal, cache_until, source, marker, refusal)

@@ -1,0 +1,140 @@
+"""What every token source looks like to the resource server.
+
+A *provider* (``OIDCProvider``, ``GitHubProvider``, ...) is configuration. Bound
+to one app (:meth:`Provider.bind`), it becomes a :class:`Source`: the runtime
+that verifies the tokens routed to it. The resource server routes each token to
+exactly one source:
+
+1. a token starting with a source's declared opaque-token prefix goes to it;
+2. a token with exactly two dots is a JWS: it goes to the source whose issuer
+   equals its ``iss`` (JWE, with four dots, is refused);
+3. any other token goes to the first source, in declared order, that accepts
+   unprefixed opaque tokens, if there is one.
+
+A token is therefore never sent to a source that did not declare it accepts
+that kind of token, and never to more than one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
+
+from .._clock import Clock
+from .._http import ClientSource
+from ..errors import InvalidToken
+from ..jose import ParsedJWT
+from .principal import Principal
+
+
+class Verified(NamedTuple):
+    """A verification result and how long it may be served from cache."""
+
+    principal: Principal
+    cache_until: float
+    """POSIX time after which the result must not be reused."""
+    marker: object = None
+    """Reuse is allowed only while :attr:`Source.cache_marker` is this object."""
+
+
+class Source(Protocol):
+    """A provider's runtime inside one app."""
+
+    @property
+    def name(self) -> str:
+        """The provider's name."""
+        ...
+
+    @property
+    def jwt_issuers(self) -> tuple[str, ...]:
+        """The ``iss`` values of JWTs this source verifies."""
+        ...
+
+    @property
+    def opaque_prefixes(self) -> tuple[str, ...]:
+        """Prefixes of opaque tokens this source verifies."""
+        ...
+
+    @property
+    def accepts_unprefixed(self) -> bool:
+        """Whether opaque tokens without a known prefix may be sent to it."""
+        ...
+
+    @property
+    def cache_marker(self) -> object:
+        """Changes identity when cached results must no longer be served."""
+        ...
+
+    @property
+    def max_token_bytes(self) -> int:
+        """Tokens longer than this are refused before any work."""
+        ...
+
+    async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
+        """Verify a JWS whose ``iss`` is one of :attr:`jwt_issuers`."""
+        ...
+
+    async def verify_opaque(self, token: str) -> Verified:
+        """Verify an opaque token routed here."""
+        ...
+
+    async def warm_up(self) -> None:
+        """Load what can be loaded ahead of the first request."""
+        ...
+
+
+class Provider(Protocol):
+    """Configuration of a token source (see the classes exported by authbridge)."""
+
+    @property
+    def name(self) -> str:
+        """Short name, reported as ``Principal.provider``."""
+        ...
+
+    def bind(self, client: ClientSource, clock: Clock, *, timeout: float) -> Source:
+        """Create this provider's runtime for one app."""
+        ...
+
+
+class NoJWT:
+    """Mixin for sources that verify no JWTs."""
+
+    jwt_issuers: tuple[str, ...] = ()
+
+    async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
+        """Never called: :attr:`jwt_issuers` is empty."""
+        raise InvalidToken("unknown_issuer")
+
+
+class NoOpaque:
+    """Mixin for sources that verify no opaque tokens."""
+
+    opaque_prefixes: tuple[str, ...] = ()
+    accepts_unprefixed = False
+
+    async def verify_opaque(self, token: str) -> Verified:
+        """Never called: no opaque token is routed here."""
+        raise InvalidToken("unknown_token_format")
+
+
+def strings(value: Any, *, split: bool) -> list[str]:
+    """The strings in a claim: a (space-separated, if ``split``) string or an array."""
+    if isinstance(value, str):
+        return value.split() if split else [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def lookup(claims: Mapping[str, Any], path: str | tuple[str, ...]) -> Any:
+    """Read a claim by name, dotted path, or tuple of path segments."""
+    if isinstance(path, str):
+        if path in claims:
+            return claims[path]
+        path = tuple(path.split("."))
+    node: Any = claims
+    for part in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node

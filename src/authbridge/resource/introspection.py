@@ -1,0 +1,145 @@
+"""OAuth 2.0 Token Introspection (RFC 7662) for opaque access tokens."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
+from ..jose import JWTPolicy
+from ..jose._jwt import client_of
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+
+
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    """How a provider's opaque access tokens are checked, with RFC 7662 introspection.
+
+    Pass it as ``OIDCProvider(..., introspection=Introspection(...))``: the same
+    provider then accepts its JWT access tokens (via JWKS) and its opaque ones.
+
+    Args:
+        client_id: The client the app authenticates as at the introspection endpoint.
+        client_secret: Its secret (sent in HTTP Basic or the POST body, never a URL).
+        endpoint: The introspection endpoint; from discovery when omitted.
+        auth_method: ``client_secret_basic`` (default) or ``client_secret_post``.
+        token_prefixes: Prefixes that mark this provider's opaque tokens
+            (e.g. ``("ory_at_",)`` for ORY Hydra 2); such tokens are routed here.
+        accept_unprefixed: Whether opaque tokens without a known prefix may be
+            sent here (only the first such provider, in declared order, gets them).
+        cache_ttl: Longest time an active result is reused (never past ``exp``).
+        negative_cache_ttl: How long an inactive result is remembered.
+
+    Example:
+        ```python
+        OIDCProvider("hydra", issuer="https://auth.example.org/", audience="https://api.example.org",
+                     introspection=Introspection(client_id="api", client_secret=secret))
+        ```
+    """
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    endpoint: str | None = None
+    auth_method: AuthMethod = "client_secret_basic"
+    token_prefixes: Sequence[str] = ()
+    accept_unprefixed: bool = True
+    cache_ttl: float = 60.0
+    negative_cache_ttl: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.client_id or not self.client_secret:
+            raise ConfigurationError("introspection_needs_client_credentials")
+        if self.auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError("unsupported_introspection_auth_method")
+        if self.cache_ttl < 0 or self.negative_cache_ttl < 0:
+            raise ConfigurationError("negative_cache_ttl")
+        if any(not p for p in self.token_prefixes):
+            raise ConfigurationError("empty_token_prefix")
+
+    def request_parts(self, token: str) -> tuple[dict[str, str], tuple[str, str] | None]:
+        """The form body and Basic credentials of an introspection request."""
+        data = {"token": token, "token_type_hint": "access_token"}
+        if self.auth_method == "client_secret_post":
+            data["client_id"] = self.client_id
+            data["client_secret"] = self.client_secret
+            return data, None
+        # RFC 6749 §2.3.1: form-urlencode both parts before Basic encoding.
+        return data, (quote(self.client_id, safe=""), quote(self.client_secret, safe=""))
+
+
+def _number(response: Mapping[str, Any], name: str) -> float | None:
+    value = response.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidToken("invalid_claim_type", claim=name)
+    return float(value)
+
+
+def check_introspection(
+    response: Mapping[str, Any], policy: JWTPolicy, now: float, *, provider: str
+) -> float | None:
+    """Decide on an introspection response; return the token's ``exp`` if given.
+
+    Only a boolean ``active: true`` counts. ``exp``/``nbf``/``iat``, ``iss``,
+    ``aud``, the client and ``token_type`` are checked when present (the client
+    is required when ``client_ids`` are configured).
+
+    Raises:
+        InvalidToken: inactive, or active but not acceptable here.
+        ProviderUnavailable: the response is not a JSON object of the RFC's shape.
+    """
+    if response.get("active") is not True:
+        raise InvalidToken("inactive", provider=provider)
+    try:
+        exp = _number(response, "exp")
+        leeway = policy.leeway
+        if exp is not None and now >= exp + leeway:
+            raise InvalidToken("expired", claim="exp")
+        nbf = _number(response, "nbf")
+        if nbf is not None and nbf > now + leeway:
+            raise InvalidToken("not_yet_valid", claim="nbf")
+        iss = response.get("iss")
+        if iss is not None and iss != policy.issuer:
+            raise InvalidToken("issuer_mismatch", claim="iss")
+        aud = response.get("aud")
+        if aud is not None and policy.audiences:
+            values = [aud] if isinstance(aud, str) else aud
+            if not isinstance(values, list) or policy.audiences.isdisjoint(
+                v for v in values if isinstance(v, str)
+            ):
+                raise InvalidToken("audience_mismatch", claim="aud")
+        if policy.client_ids and client_of(response, policy.client_id_claims) not in (
+            policy.client_ids
+        ):
+            raise InvalidToken("client_mismatch", claim="client_id")
+        token_type = response.get("token_type")
+        if token_type is not None and (
+            not isinstance(token_type, str) or token_type.lower() != "bearer"
+        ):
+            # e.g. a refresh token, or a DPoP-bound token presented as a bearer token
+            raise InvalidToken("wrong_token_type", claim="token_type")
+        token_use = response.get("token_use")  # ORY Hydra
+        if token_use is not None and token_use != "access_token":
+            raise InvalidToken("wrong_token_type", claim="token_use")
+        for name in ("sub", "client_id", "scope", "username", "jti"):
+            if name in response and not isinstance(response[name], str):
+                raise InvalidToken("invalid_claim_type", claim=name)
+        for name, expected in policy.claim_values:
+            value = response.get(name)
+            if value != expected or type(value) is not type(expected):
+                raise InvalidToken("unexpected_claim_value", claim=name)
+    except InvalidToken as exc:
+        raise InvalidToken(exc.reason, provider=provider, claim=exc.claim) from None
+    return exp
+
+
+def introspection_unavailable(status: int, provider: str) -> ProviderUnavailable:
+    """The error for a non-200 introspection answer (fail closed: never allow)."""
+    if status in (401, 403):
+        return ProviderUnavailable("introspection_refused_our_credentials", provider=provider)
+    return ProviderUnavailable(f"introspection_http_status:{status}", provider=provider)
