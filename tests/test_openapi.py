@@ -67,7 +67,6 @@ def test_security_scheme_is_http_bearer() -> None:
         "BearerToken": {
             "type": "http",
             "scheme": "bearer",
-            "bearerFormat": "JWT",
             "description": (
                 "Paste an access token issued by: hydra (https://auth.example.org/), "
                 "auth0 (https://tenant.eu.auth0.com/)"

@@ -13,20 +13,22 @@ from .errors import (
     MissingToken,
     ProviderUnavailable,
 )
-from .fastapi import AuthBridge
-from .resource import OIDCProvider, Principal, ResourceServer
+from .fastapi import AuthBridge, SwaggerLogin
+from .resource import Introspection, OIDCProvider, Principal, ResourceServer
 
 __all__ = [
     "AuthBridge",
     "AuthBridgeError",
     "ConfigurationError",
     "InsufficientScope",
+    "Introspection",
     "InvalidToken",
     "MissingToken",
     "OIDCProvider",
     "Principal",
     "ProviderUnavailable",
     "ResourceServer",
+    "SwaggerLogin",
     "__version__",
     "roles",
 ]

@@ -1,6 +1,13 @@
 """FastAPI integration: the only part of authbridge that imports FastAPI/Starlette."""
 
-from ._bridge import AuthBridge
+from ._bridge import AuthBridge, SwaggerLogin
+from ._docs import swagger_ui_router
 from ._security import OptionalPrincipalDependency, PrincipalDependency
 
-__all__ = ["AuthBridge", "OptionalPrincipalDependency", "PrincipalDependency"]
+__all__ = [
+    "AuthBridge",
+    "OptionalPrincipalDependency",
+    "PrincipalDependency",
+    "SwaggerLogin",
+    "swagger_ui_router",
+]

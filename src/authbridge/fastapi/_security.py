@@ -9,11 +9,13 @@ pasted token) and passes the route's ``Security(..., scopes=[...])`` in
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from fastapi import HTTPException, WebSocketException, status
+from fastapi import HTTPException, Security, WebSocketException, status
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
@@ -27,6 +29,7 @@ from ..errors import (
     ProviderUnavailable,
 )
 from ..resource.principal import Principal
+from ._schemes import DocumentedScheme
 
 if TYPE_CHECKING:
     from ._bridge import AuthBridge
@@ -37,6 +40,9 @@ logger = logging.getLogger("authbridge.fastapi")
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # The auth-scheme and the whitespace after it (only spaces are allowed there).
 _SCHEME = re.compile(r"(\S+)(\s*)")
+
+_POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 _MESSAGES = {
     MissingToken.code: "Not authenticated",
@@ -66,18 +72,33 @@ class PrincipalDependency(SecurityBase):
         *,
         scheme_name: str,
         description: str,
+        schemes: Sequence[DocumentedScheme] = (),
         auto_error: bool = True,
     ) -> None:
         self.bridge = bridge
-        self.model = HTTPBearerModel(bearerFormat="JWT", description=description)
+        self.model = HTTPBearerModel(description=description)
         self.scheme_name = scheme_name
         self.auto_error = auto_error
+        # Other ways in (e.g. Swagger login) as sub-dependencies: FastAPI lists
+        # each as an alternative security requirement of the route (OR).
+        params = [
+            inspect.Parameter("connection", _POSITIONAL, annotation=HTTPConnection),
+            inspect.Parameter("security_scopes", _POSITIONAL, annotation=SecurityScopes),
+        ]
+        params += [
+            inspect.Parameter(f"_scheme_{i}", _KEYWORD, default=Security(scheme))
+            for i, scheme in enumerate(schemes)
+        ]
+        self.__signature__ = inspect.Signature(params)
 
     def _challenge(self, error: AuthBridgeError | None, required: tuple[str, ...]) -> str:
         params: list[str] = []
         realm = self.bridge.realm
         if realm:
             params.append(f"realm={_quote(realm)}")
+        metadata = self.bridge.resource_metadata_url
+        if metadata:
+            params.append(f"resource_metadata={_quote(metadata)}")
         if error is not None and not isinstance(error, MissingToken):
             params.append(f"error={_quote(error.code)}")
             params.append(f"error_description={_quote(_MESSAGES[error.code])}")
@@ -157,7 +178,7 @@ class PrincipalDependency(SecurityBase):
         )
 
     async def __call__(
-        self, connection: HTTPConnection, security_scopes: SecurityScopes
+        self, connection: HTTPConnection, security_scopes: SecurityScopes, **_: object
     ) -> Principal:
         principal = await self._authenticate(connection, security_scopes)
         assert principal is not None  # noqa: S101 - auto_error is on
@@ -172,6 +193,6 @@ class OptionalPrincipalDependency(PrincipalDependency):
     """
 
     async def __call__(  # type: ignore[override]
-        self, connection: HTTPConnection, security_scopes: SecurityScopes
+        self, connection: HTTPConnection, security_scopes: SecurityScopes, **_: object
     ) -> Principal | None:
         return await self._authenticate(connection, security_scopes)
