@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI, Security
 from openapi_spec_validator import validate
 
-from authbridge import AuthBridge, OIDCProvider, Principal
+from authbridge import AuthBridge, OIDCProvider, Principal, SwaggerLogin
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
 
@@ -77,3 +77,74 @@ def test_security_scheme_is_http_bearer() -> None:
     assert paths["/items"]["get"]["security"] == [{"BearerToken": ["items:read"]}]
     assert paths["/me"]["get"]["security"] == [{"BearerToken": []}]
     assert "security" not in paths["/public"]["get"]
+
+
+SNAPSHOT_LOGIN = Path(__file__).parent / "snapshots" / "openapi_login.json"
+
+
+def build_login_app() -> tuple[FastAPI, AuthBridge]:
+    hydra = OIDCProvider(
+        "hydra", issuer="https://auth.example.org/", audience="https://api.example.org"
+    )
+    auth = AuthBridge(
+        providers=[hydra],
+        swagger_login=SwaggerLogin(
+            "hydra",
+            client_id="api-docs",
+            scopes={"openid": "Sign in", "items:read": "Read items"},
+            authorization_url="https://auth.example.org/oauth2/auth",
+            token_url="https://auth.example.org/oauth2/token",
+            extra_params={"audience": "https://api.example.org"},
+        ),
+        resource="https://api.example.org",
+    )
+    app = FastAPI(title="login", version="1", docs_url=None, lifespan=auth.lifespan)
+
+    @app.get("/items")
+    async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
+        return {}
+
+    @app.get("/maybe")
+    async def maybe(user: Principal | None = Security(auth.optional_principal)) -> dict:
+        return {}
+
+    auth.install(app)
+    return app, auth
+
+
+def test_login_schemes_are_alternatives() -> None:
+    app, _ = build_login_app()
+    document = app.openapi()
+    validate(document)
+    rendered = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("AUTHBRIDGE_UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT_LOGIN.exists():
+        SNAPSHOT_LOGIN.write_text(rendered, encoding="utf-8")
+    assert rendered == SNAPSHOT_LOGIN.read_text(encoding="utf-8")
+    # Separate requirement objects: any ONE of them is enough (OR, not AND).
+    assert document["paths"]["/items"]["get"]["security"] == [
+        {"BearerToken": ["items:read"]},
+        {"hydra": ["items:read"]},
+        {"hydra-oidc": ["items:read"]},
+    ]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["hydra"]["type"] == "oauth2"
+    flow = schemes["hydra"]["flows"]["authorizationCode"]
+    assert flow["authorizationUrl"] == "https://auth.example.org/oauth2/auth"
+    assert flow["tokenUrl"] == "https://auth.example.org/oauth2/token"
+    assert flow["scopes"] == {"openid": "Sign in", "items:read": "Read items"}
+    assert schemes["hydra-oidc"] == {
+        "type": "openIdConnect",
+        "openIdConnectUrl": "https://auth.example.org/.well-known/openid-configuration",
+        "description": "OpenID Connect discovery of hydra",
+    }
+
+
+def test_swagger_ui_init_oauth_uses_pkce_without_a_secret() -> None:
+    _, auth = build_login_app()
+    assert auth.swagger_ui_init_oauth == {
+        "clientId": "api-docs",
+        "usePkceWithAuthorizationCodeGrant": True,
+        "scopes": "openid items:read",
+        "additionalQueryStringParams": {"audience": "https://api.example.org"},
+    }
+    assert "clientSecret" not in json.dumps(auth.swagger_ui_init_oauth)
