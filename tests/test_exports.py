@@ -16,6 +16,9 @@ def test_top_level_exports() -> None:
         "AuthBridge",
         "AuthBridgeError",
         "ConfigurationError",
+        "FacebookProvider",
+        "GitHubProvider",
+        "GoogleProvider",
         "InsufficientScope",
         "Introspection",
         "InvalidToken",
@@ -25,6 +28,7 @@ def test_top_level_exports() -> None:
         "ProviderUnavailable",
         "ResourceServer",
         "SwaggerLogin",
+        "UserinfoProvider",
         "__version__",
         "roles",
     }
@@ -44,8 +48,15 @@ def test_public_names_live_in_the_package() -> None:
 def test_testing_kit_exports() -> None:
     assert set(authbridge.testing.__all__) == {
         "BadTokens",
+        "FakeAPI",
+        "FakeFacebook",
+        "FakeGitHub",
+        "FakeGoogle",
         "FakeIssuer",
+        "FakeUserinfo",
+        "RecordedRequest",
         "ServedFakeIssuer",
+        "combined_transport",
         "sign_jwt",
     }
 

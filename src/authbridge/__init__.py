@@ -15,11 +15,15 @@ from .errors import (
 )
 from .fastapi import AuthBridge, SwaggerLogin
 from .resource import Introspection, OIDCProvider, Principal, ResourceServer
+from .resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
 
 __all__ = [
     "AuthBridge",
     "AuthBridgeError",
     "ConfigurationError",
+    "FacebookProvider",
+    "GitHubProvider",
+    "GoogleProvider",
     "InsufficientScope",
     "Introspection",
     "InvalidToken",
@@ -29,6 +33,7 @@ __all__ = [
     "ProviderUnavailable",
     "ResourceServer",
     "SwaggerLogin",
+    "UserinfoProvider",
     "__version__",
     "roles",
 ]

@@ -96,6 +96,16 @@ class RawResponse:
     headers: httpx.Headers
     body: bytes
 
+    def json_array(self, *, provider: str | None = None) -> list[Any]:
+        """The body as a JSON array, or :class:`ProviderUnavailable`."""
+        try:
+            value = json.loads(self.body)
+        except (ValueError, RecursionError):
+            raise ProviderUnavailable("invalid_json", provider=provider) from None
+        if not isinstance(value, list):
+            raise ProviderUnavailable("json_not_an_array", provider=provider)
+        return value
+
     def json_object(self, *, provider: str | None = None) -> dict[str, Any]:
         """The body as a JSON object, or :class:`ProviderUnavailable`."""
         try:

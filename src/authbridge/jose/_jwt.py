@@ -48,6 +48,8 @@ class JWTPolicy:
         leeway: Clock skew tolerated for ``exp``/``nbf``/``iat`` (≤ 300 s).
         required_claims: Claims that must be present.
         max_token_bytes: Size cap checked before any decoding.
+        issuer_aliases: Other spellings of the issuer the provider is known to
+            use (e.g. Google's ``accounts.google.com``); each listed explicitly.
     """
 
     issuer: str
@@ -60,6 +62,12 @@ class JWTPolicy:
     leeway: float = 30.0
     required_claims: frozenset[str] = frozenset({"iss", "exp"})
     max_token_bytes: int = 16 * 1024
+    issuer_aliases: frozenset[str] = frozenset()
+
+    @property
+    def issuers(self) -> frozenset[str]:
+        """Every accepted ``iss`` value: the issuer and its explicit aliases."""
+        return self.issuer_aliases | {self.issuer}
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -142,7 +150,8 @@ def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> No
         if name not in claims:
             raise InvalidToken("missing_claim", claim=name)
 
-    if claims.get("iss") != policy.issuer:
+    iss = claims.get("iss")
+    if iss != policy.issuer and (not policy.issuer_aliases or iss not in policy.issuer_aliases):
         raise InvalidToken("issuer_mismatch", claim="iss")
 
     for name in _STRING_CLAIMS:

@@ -34,7 +34,8 @@ class Verified(NamedTuple):
     cache_until: float
     """POSIX time after which the result must not be reused."""
     marker: object = None
-    """Reuse is allowed only while :attr:`Source.cache_marker` is this object."""
+    """Reuse is allowed only while :attr:`Source.cache_marker` is this object
+    (``None``: the result does not depend on the source's state, e.g. keys)."""
 
 
 class Source(Protocol):

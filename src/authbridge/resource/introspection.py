@@ -104,7 +104,7 @@ def check_introspection(
         if nbf is not None and nbf > now + leeway:
             raise InvalidToken("not_yet_valid", claim="nbf")
         iss = response.get("iss")
-        if iss is not None and iss != policy.issuer:
+        if iss is not None and iss not in policy.issuers:
             raise InvalidToken("issuer_mismatch", claim="iss")
         aud = response.get("aud")
         if aud is not None and policy.audiences:

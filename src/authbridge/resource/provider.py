@@ -75,6 +75,9 @@ class OIDCProvider:
             the JWKS endpoint fails.
         introspection: Also accept this provider's opaque access tokens, checked
             with RFC 7662 introspection (see :class:`Introspection`).
+        issuer_aliases: Other exact ``iss`` spellings this provider is known to
+            use (Google signs ID tokens as both ``https://accounts.google.com``
+            and ``accounts.google.com``). Each is matched exactly, like ``issuer``.
 
     Raises:
         ConfigurationError: on an inconsistent configuration.
@@ -109,6 +112,7 @@ class OIDCProvider:
         jwks_max_age: float = 3600.0,
         jwks_max_stale: float = 6 * 3600.0,
         introspection: Introspection | None = None,
+        issuer_aliases: Sequence[str] = (),
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("provider_name_required")
@@ -143,6 +147,7 @@ class OIDCProvider:
                 leeway=float(leeway),
                 required_claims=_ALWAYS_REQUIRED | frozenset(required_claims),
                 max_token_bytes=max_token_bytes,
+                issuer_aliases=frozenset(issuer_aliases),
             )
         except ConfigurationError as exc:
             raise ConfigurationError(exc.reason, provider=name) from None
@@ -197,7 +202,7 @@ class BoundProvider:
     ) -> None:
         self.provider = provider
         self.name = provider.name
-        self.jwt_issuers = (provider.issuer,)
+        self.jwt_issuers = (provider.issuer, *sorted(provider.policy.issuer_aliases))
         self.max_token_bytes = provider.policy.max_token_bytes
         introspection = provider.introspection
         self.opaque_prefixes = tuple(introspection.token_prefixes) if introspection else ()

@@ -177,7 +177,10 @@ class ResourceServer:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         hit = cache.get(digest)
         if hit is not None:
-            if self._clock() < hit.cache_until and hit.source.cache_marker is hit.marker:
+            marker = hit.marker
+            if self._clock() < hit.cache_until and (
+                marker is None or hit.source.cache_marker is marker
+            ):
                 if hit.principal is not None:
                     return hit.principal
                 assert hit.refusal is not None  # noqa: S101

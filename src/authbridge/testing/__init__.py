@@ -16,5 +16,26 @@ fixture. See ``docs/testing.md``.
 """
 
 from ._issuer import BadTokens, FakeIssuer, ServedFakeIssuer, sign_jwt
+from ._providers import (
+    FakeAPI,
+    FakeFacebook,
+    FakeGitHub,
+    FakeGoogle,
+    FakeUserinfo,
+    RecordedRequest,
+    combined_transport,
+)
 
-__all__ = ["BadTokens", "FakeIssuer", "ServedFakeIssuer", "sign_jwt"]
+__all__ = [
+    "BadTokens",
+    "FakeAPI",
+    "FakeFacebook",
+    "FakeGitHub",
+    "FakeGoogle",
+    "FakeIssuer",
+    "FakeUserinfo",
+    "RecordedRequest",
+    "ServedFakeIssuer",
+    "combined_transport",
+    "sign_jwt",
+]

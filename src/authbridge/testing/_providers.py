@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 import secrets
@@ -538,7 +539,10 @@ class FakeAPI(ABC, Generic[_G]):
         self._serving = True
         self._closing.clear()
         thread = threading.Thread(
-            target=server.serve_forever, name=f"{type(self).__name__}-server", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # a quick shutdown() at the end of the block
+            name=f"{type(self).__name__}-server",
+            daemon=True,
         )
         thread.start()
         try:
@@ -614,6 +618,7 @@ _GITHUB_DOCS = "https://docs.github.com/rest"
 _GITHUB_USER_DOCS = "https://docs.github.com/rest/users/users#get-the-authenticated-user"
 _GITHUB_RATE_DOCS = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
 _GITHUB_WINDOW = 3600.0
+_GITHUB_APP_DOCS = "https://docs.github.com/rest/apps/oauth-applications#check-a-token"
 
 
 @dataclass(kw_only=True, slots=True)
@@ -624,6 +629,7 @@ class _GitHubGrant(_Grant):
     scopes: tuple[str, ...]
     name: str | None
     email: str | None
+    client_id: str | None
 
 
 def _github_token(kind: GitHubTokenKind) -> str:
@@ -643,7 +649,14 @@ def _github_token(kind: GitHubTokenKind) -> str:
 
 
 class FakeGitHub(FakeAPI[_GitHubGrant]):
-    """The part of the GitHub REST API that identifies a token: ``GET /user``.
+    """The parts of the GitHub REST API that identify a token.
+
+    ``GET /user`` (the token in the Authorization header) and, for an OAuth
+    app given as ``client_id``/``client_secret``, "Check a token":
+    ``POST /applications/{client_id}/token`` with the app's Basic credentials
+    and ``{"access_token": ...}`` in a JSON body; 200 with the token's app,
+    scopes, expiry and user, 404 for a token that is not a valid token of that
+    app, 422 for a malformed body, 401 for wrong app credentials.
 
     Follows GitHub's documentation: the token goes in ``Authorization: Bearer``
     (or the older ``token`` scheme; query-string tokens were removed in 2021 and
@@ -673,10 +686,17 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
         *,
         rate_limit: int = 5000,
         clock: Callable[[], float] | None = None,
+        client_id: str = "Iv1.fake0client0id",
+        client_secret: str | None = None,
     ) -> None:
         super().__init__(api_base, clock=clock)
         self.rate_limit = rate_limit
+        self.client_id = client_id
+        self.client_secret = client_secret or secrets.token_hex(20)
         self._usage: dict[int, tuple[float, int]] = {}
+
+    def _secrets(self) -> set[str]:
+        return {*super()._secrets(), self.client_secret}
 
     @property
     def api_base(self) -> str:
@@ -693,6 +713,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
         expires_in: float | None = None,
         name: str | None = None,
         email: str | None = None,
+        client_id: str | None = None,
     ) -> str:
         """Issue a token for a user and return it.
 
@@ -705,6 +726,9 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
                 expiring token's answers carry ``github-authentication-token-expiration``.
             name: Profile name.
             email: Public profile email.
+            client_id: The OAuth app the token was issued to (this fake's
+                :attr:`client_id` by default; another value makes a token of
+                another app).
         """
         grant = _GitHubGrant(
             issued_at=self.clock(),
@@ -715,6 +739,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             scopes=tuple(scopes),
             name=name,
             email=email,
+            client_id=self.client_id if client_id is None else client_id,
         )
         return self._issue(_github_token(kind), grant)
 
@@ -818,7 +843,52 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             return _Reply(403, message.encode(), (("content-type", "text/plain"),))
         if request.path == "/user" and request.method in ("GET", "HEAD"):
             return self._get_user(request)
+        parts = request.path.split("/")
+        if (
+            request.method == "POST"
+            and len(parts) == 4
+            and parts[1::2] == ["applications", "token"]
+        ):
+            return self._check_token(request, parts[2])
         return self._not_found(request)
+
+    def _check_token(self, request: _Incoming, client_id: str) -> _Reply:
+        auth = request.authorization()
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if client_id != self.client_id or auth is None or auth != ("basic", expected):
+            return self._error(401, "Requires authentication", _GITHUB_APP_DOCS)
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError:
+            body = None
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str):
+            return self._error(422, "Invalid request.", _GITHUB_APP_DOCS)
+        grant = self._grants.get(token)
+        if grant is None or self.token_state(token) != "active" or grant.client_id != client_id:
+            return self._error(404, "Not Found", _GITHUB_APP_DOCS)
+        expires = (
+            datetime.fromtimestamp(grant.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if grant.expires_at is not None
+            else None
+        )
+        answer = {
+            "id": 1,
+            "url": f"{self.base_url}/authorizations/1",
+            "app": {"client_id": client_id, "name": "fake app", "url": "https://example.test"},
+            "token": token,
+            "hashed_token": hashlib.sha256(token.encode()).hexdigest(),
+            "token_last_eight": token[-8:],
+            "note": None,
+            "note_url": None,
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "scopes": list(grant.scopes),
+            "fingerprint": None,
+            "expires_at": expires,
+            "user": self._user(grant),
+        }
+        return _json_reply(200, answer, (("x-github-media-type", "github.v3; format=json"),))
 
     def _get_user(self, request: _Incoming) -> _Reply:
         token = request.header_token("bearer", "token")
@@ -917,6 +987,10 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
         base_url: Root of the endpoint (``/tokeninfo`` is appended).
         clock: Time source for expiry.
     """
+
+    _credential_params: ClassVar[frozenset[str]] = frozenset(
+        {"access_token", "id_token", "token_handle"}
+    )
 
     def __init__(
         self,
@@ -1064,10 +1138,13 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
     belongs to: a token of another app is ``is_valid: true`` with that app's
     ``app_id``, which the caller must check.
 
-    Two documented Graph API features keep credentials out of the request URL:
-    the app token may go in ``Authorization: Bearer`` (or ``OAuth``), and a
-    batch request (``POST`` to the Graph root with form fields ``batch`` and
-    ``access_token``) carries ``debug_token?input_token=...`` inside its body.
+    Keeping credentials out of the request URL: the app token is also accepted
+    in ``Authorization: Bearer`` (or ``OAuth``), as Meta documents for other
+    APIs on graph.facebook.com (the debug_token page itself only shows the
+    query form); and a batch request, which Meta documents (``POST`` to the
+    Graph root with form fields ``batch`` and ``access_token``), carries
+    ``debug_token?input_token=...`` inside its body, answering a list of
+    ``{"code", "headers", "body"}`` with ``body`` a JSON *string*.
     ``POST /debug_token`` with form fields is *not* documented; it is refused
     unless ``accept_post=True``.
 
@@ -1437,5 +1514,5 @@ class FakeUserinfo(FakeAPI[_UserinfoGrant]):
             return self._challenge(
                 403, "insufficient_scope", "The openid scope is required", scope="openid"
             )
-        claims = {**grant.claims, "sub": grant.sub}
+        claims = {"sub": grant.sub, **grant.claims}
         return _json_reply(200, claims, content_type="application/json")
