@@ -97,6 +97,11 @@ def test_demo_command_serves_and_prints_working_tokens(tmp_path: Path) -> None:
             ok = client.get("/items", headers={"Authorization": f"Bearer {token.group(1)}"})
             assert ok.status_code == 200
             assert client.get("/openapi.json").json()["components"]["securitySchemes"]
+            docs = client.get("/docs")
+            assert docs.status_code == 200
+            assert "cdn.jsdelivr.net" not in docs.text  # Swagger UI works offline
+            metadata = client.get("/.well-known/oauth-protected-resource").json()
+            assert metadata["resource"] == base
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -19,10 +19,17 @@ DEMO_USERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def create_demo_app(issuer: FakeIssuer) -> tuple[FastAPI, AuthBridge]:
-    """Build the demo API trusting ``issuer`` (discovery + JWKS fetched over HTTP)."""
-    auth = AuthBridge(providers=[issuer.provider("demo", token_type="strict")])
+def create_demo_app(
+    issuer: FakeIssuer, *, resource: str = "http://127.0.0.1:8000"
+) -> tuple[FastAPI, AuthBridge]:
+    """Build the demo API trusting ``issuer`` (discovery + JWKS fetched over HTTP).
+
+    Swagger UI at ``/docs`` is served from the package (works offline), and the
+    API publishes RFC 9728 metadata naming ``resource``.
+    """
+    auth = AuthBridge(providers=[issuer.provider("demo", token_type="strict")], resource=resource)
     app = FastAPI(
+        docs_url=None,
         title="authbridge demo",
         description=(
             "Routes protected by authbridge. Click **Authorize**, paste one of the tokens "
@@ -78,6 +85,7 @@ def create_demo_app(issuer: FakeIssuer) -> tuple[FastAPI, AuthBridge]:
         async for message in websocket.iter_text():
             await websocket.send_text(message)
 
+    auth.install(app)
     return app, auth
 
 

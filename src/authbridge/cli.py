@@ -34,9 +34,9 @@ def demo(
     from .testing import FakeIssuer  # noqa: PLC0415
 
     with FakeIssuer.serve(audience=DEMO_AUDIENCE, port=issuer_port) as issuer:
-        api, _ = create_demo_app(issuer)
-        tokens = demo_tokens(issuer)
         base = f"http://{host}:{port}"
+        api, _ = create_demo_app(issuer, resource=base)
+        tokens = demo_tokens(issuer)
         typer.echo(f"Embedded test issuer: {issuer.issuer} (discovery and JWKS)")
         typer.echo(f"Demo API:             {base}   Swagger UI: {base}/docs\n")
         for name, token in tokens.items():
