@@ -85,9 +85,9 @@ def check_introspection(
 ) -> float | None:
     """Decide on an introspection response; return the token's ``exp`` if given.
 
-    Only a boolean ``active: true`` counts. ``exp``/``nbf``/``iat``, ``iss``,
-    ``aud``, the client and ``token_type`` are checked when present (the client
-    is required when ``client_ids`` are configured).
+    Only a boolean ``active: true`` counts. ``exp``/``nbf``, ``iss`` and
+    ``token_type`` are checked when present; ``aud`` and the client are
+    required when audiences or ``client_ids`` are configured.
 
     Raises:
         InvalidToken: inactive, or active but not acceptable here.
@@ -107,6 +107,11 @@ def check_introspection(
         if iss is not None and iss not in policy.issuers:
             raise InvalidToken("issuer_mismatch", claim="iss")
         aud = response.get("aud")
+        if aud is None and policy.audiences:
+            # As for JWTs: with an audience configured, a token must name one. This
+            # also refuses refresh tokens, which some servers introspect as active
+            # without `aud` or `token_type` (oidc-provider does).
+            raise InvalidToken("missing_claim", claim="aud")
         if aud is not None and policy.audiences:
             values = [aud] if isinstance(aud, str) else aud
             if not isinstance(values, list) or policy.audiences.isdisjoint(
