@@ -1,7 +1,8 @@
 """Fixtures running the real OpenID Provider ``oidc-provider`` on 127.0.0.1.
 
 * ``oidc_provider`` (session): one provider with the default configuration (two resources,
-  a client-credentials client, a public PKCE client, users alice/bob) and one RSA key.
+  a client-credentials client, public PKCE clients incl. Swagger UI's, users alice/bob) and one
+  RSA key.
 * ``oidc_provider_factory`` (function): ``factory(config=None, **overrides) -> OidcProvider``
   starts a private provider (e.g. short token lifetimes, key rotation); stopped after the test.
 * ``op_signing_key`` (session): the private JWK the session provider signs with.

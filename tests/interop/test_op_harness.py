@@ -19,10 +19,12 @@ from .op import (
     OPAQUE_RESOURCE,
     PUBLIC_CLIENT_ID,
     PUBLIC_REDIRECT_URI,
+    SWAGGER_CLIENT_ID,
     OidcProvider,
     OidcProviderError,
     OidcProviderFactory,
     ResourceServer,
+    default_config,
     generate_rsa_jwk,
     public_jwk,
 )
@@ -195,6 +197,54 @@ def test_login_without_resource_gives_userinfo_token(oidc_provider: OidcProvider
         "email": "alice@example.test",
         "email_verified": True,
     }
+
+
+def test_swagger_client_any_loopback_port_and_cors_from_the_listed_origin(
+    oidc_provider_factory: OidcProviderFactory,
+) -> None:
+    # What Swagger UI on http://127.0.0.1:8123/docs does: the popup logs in and is redirected
+    # to /docs/oauth2-redirect on the page's port; the page then redeems the code cross-origin.
+    origin = "http://127.0.0.1:8123"
+    op = oidc_provider_factory(default_config().with_cors_origin(SWAGGER_CLIENT_ID, origin))
+    redirect_uri = f"{origin}/docs/oauth2-redirect"
+
+    def redeem(code_origin: str) -> Any:
+        code = op.authorize(client_id=SWAGGER_CLIENT_ID, redirect_uri=redirect_uri)
+        assert code.redirect_location.startswith(f"{redirect_uri}?code=")
+        data = {
+            "grant_type": "authorization_code",
+            "code": code.code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code.code_verifier,
+            "client_id": SWAGGER_CLIENT_ID,
+        }  # no resource: the granted one is used (useGrantedResource)
+        with op.client() as http:
+            return http.post("/token", data=data, headers={"Origin": code_origin})
+
+    with op.client() as http:
+        preflight = http.options(
+            "/token",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-requested-with",
+            },
+        )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == origin
+
+    allowed = redeem(origin)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == origin
+    claims = verify_access_token(
+        allowed.json()["access_token"], op.jwks(), issuer=op.issuer, audience=JWT_RESOURCE
+    )
+    assert (claims["sub"], claims["client_id"]) == ("alice", SWAGGER_CLIENT_ID)
+
+    refused = redeem("http://127.0.0.1:9999")  # another port is another origin
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_request"
+    assert "access-control-allow-origin" not in refused.headers
 
 
 # -- opaque tokens, introspection, revocation ---------------------------------------------

@@ -125,10 +125,21 @@ class AuthBridge:
         self.swagger_login = swagger_login
         self.resource = resource
         self.scopes_supported = tuple(scopes_supported) if scopes_supported is not None else None
+        self._apps: list[FastAPI] = []
         self.resource_metadata_url: str | None = None
         """Absolute URL of this API's RFC 9728 metadata, once :meth:`install` published it."""
-        if resource is not None and urlsplit(resource).scheme not in ("https", "http"):
-            raise ConfigurationError("resource_must_be_an_http_url")
+        if resource is not None:
+            if urlsplit(resource).scheme not in ("https", "http"):
+                raise ConfigurationError("resource_must_be_an_http_url")
+            audiences = [p.policy.audiences for p in providers if isinstance(p, OIDCProvider)]
+            if audiences and not any(resource in a for a in audiences):
+                # RFC 9728 clients ask for tokens *for this resource*; a provider
+                # issues them with `aud` = resource, which must then be accepted.
+                logger.warning(
+                    "resource %r is not an accepted audience of any provider: clients "
+                    "following the protected resource metadata will get unusable tokens",
+                    resource,
+                )
         self._login_provider = self._check_login(providers, swagger_login)
         description = "Paste an access token issued by: " + ", ".join(
             f"{p.name}" + (f" ({p.issuer})" if isinstance(p, OIDCProvider) else "")
@@ -228,6 +239,8 @@ class AuthBridge:
                 logger.warning("Swagger login endpoints of %s not loaded: %s", bound.name, exc)
             else:
                 self._login_scheme.model = self._authorization_code_model(provider, login, metadata)
+                for app in self._apps:
+                    app.openapi_schema = None  # rebuilt with the discovered endpoints
         return self
 
     async def __aexit__(
@@ -261,6 +274,7 @@ class AuthBridge:
         Raises:
             ConfigurationError: FastAPI's own docs page is still on ``docs_url``.
         """
+        self._apps.append(app)
         if docs_url is not None:
             if app.docs_url == docs_url:
                 raise ConfigurationError("create_the_app_with_docs_url_none")

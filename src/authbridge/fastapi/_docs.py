@@ -1,7 +1,8 @@
 """Swagger UI served from the package: no CDN, so it works offline and in locked-down networks.
 
-The Swagger UI files come from the ``fastapi-offline`` distribution (a current
-``swagger-ui-dist`` build, MIT); we only serve them. See ``docs/decisions.md``.
+The Swagger UI files (a current ``swagger-ui-dist`` build, Apache-2.0) come from
+the ``fastapi-offline`` distribution (MIT); we only serve them. See
+``docs/decisions.md``.
 """
 
 from __future__ import annotations

@@ -80,10 +80,16 @@ def _numeric(value: Any) -> float | None:
     return None
 
 
+def _rate_limited(response: RawResponse) -> bool:
+    headers = response.headers
+    return response.status == 429 or (
+        response.status == 403
+        and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+    )
+
+
 def _unavailable(response: RawResponse, provider: str) -> ProviderUnavailable:
-    if response.status == 429 or (
-        response.status == 403 and response.headers.get("x-ratelimit-remaining") == "0"
-    ):
+    if _rate_limited(response):
         return ProviderUnavailable("rate_limited", provider=provider)
     return ProviderUnavailable(f"http_status:{response.status}", provider=provider)
 
@@ -250,7 +256,9 @@ class _GitHubSource(_ApiSource):
                 f"{provider.api_base}/user",
                 headers={**_GITHUB_HEADERS, "Authorization": f"Bearer {token}"},
             )
-            if response.status == 401:
+            if response.status == 401 or (response.status == 403 and not _rate_limited(response)):
+                # 403 without rate limiting: e.g. an installation token (ghs_),
+                # which does not act for a user.
                 raise InvalidToken("rejected_by_provider", provider=self.name)
             if response.status != 200:
                 raise _unavailable(response, self.name)
@@ -304,8 +312,8 @@ class GoogleProvider(OIDCProvider):
     issuer spellings are accepted (``https://accounts.google.com`` and
     ``accounts.google.com``) and ``aud`` must be one of your OAuth client ids.
     Access tokens are opaque: they are checked at Google's token-info endpoint
-    (POST, the token in the body), and their ``aud``/``azp`` must be one of your
-    client ids too, so tokens minted for another app are refused.
+    (POST, the token in the Authorization header), and their ``aud`` must be one
+    of your client ids, so tokens minted for another app are refused.
 
     Args:
         client_ids: Your Google OAuth client ids.
@@ -390,8 +398,9 @@ class _GoogleSource(BoundProvider):
         if response.status != 200:
             raise _unavailable(response, name)
         info = response.json_object(provider=name)
-        audiences = {info.get("aud"), info.get("azp")} - {None}
-        if self.google.client_ids.isdisjoint(audiences):
+        # `aud` must be ours: `azp` ours but `aud` another app's is a token our
+        # client obtained for someone else's API (replayable against us).
+        if info.get("aud") not in self.google.client_ids:
             raise InvalidToken("audience_mismatch", provider=name, claim="aud")
         hosted = self.google.hosted_domain
         if hosted is not None and info.get("hd") != hosted:

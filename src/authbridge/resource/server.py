@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from types import TracebackType
@@ -20,6 +21,9 @@ from .base import Provider, Source
 from .principal import Principal
 
 logger = logging.getLogger("authbridge.resource")
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 MAX_CACHE_TTL = 300.0
 """Upper bound on how long a verified token is served from cache."""
@@ -98,8 +102,16 @@ class ResourceServer:
                     # Overlapping prefixes would make routing depend on order.
                     raise ConfigurationError("overlapping_token_prefixes", provider=provider.name)
                 prefixes[prefix] = source
-            if source.accepts_unprefixed and self._unprefixed is None:
-                self._unprefixed = source
+            if source.accepts_unprefixed:
+                if self._unprefixed is None:
+                    self._unprefixed = source
+                else:
+                    logger.warning(
+                        "%s accepts unprefixed opaque tokens but will receive none: %s, "
+                        "declared first, gets them (give it token prefixes instead)",
+                        source.name,
+                        self._unprefixed.name,
+                    )
         self._prefixes = tuple(prefixes.items())
         self._max_bytes = max(s.max_token_bytes for s in self._by_name.values())
 
@@ -187,6 +199,9 @@ class ResourceServer:
                 raise InvalidToken(hit.refusal.reason, provider=hit.refusal.provider)
             cache.pop(digest, None)
 
+        if _B64TOKEN.fullmatch(token) is None:
+            # RFC 6750 b64token syntax: nothing else may reach a provider (or a header).
+            raise InvalidToken("malformed_token")
         source = self.route(token)
         if source is None:
             dots = token.count(".")

@@ -2,7 +2,7 @@
 
 Typical use (see ``tests/interop/conftest.py`` for the fixtures)::
 
-    config = default_config()  # fresh RSA key, two resources, two clients, test users
+    config = default_config()  # fresh RSA key, two resources, three clients, test users
     with OidcProvider(workdir) as op:
         op.start(config)
         token = op.client_credentials_token(JWT_RESOURCE, "items:read")
@@ -48,6 +48,8 @@ __all__ = [
     "OPAQUE_RESOURCE_SCOPE",
     "PUBLIC_CLIENT_ID",
     "PUBLIC_REDIRECT_URI",
+    "SWAGGER_CLIENT_ID",
+    "SWAGGER_REDIRECT_URI",
     "TEST_USERS",
     "AuthorizationCode",
     "OidcProvider",
@@ -62,6 +64,7 @@ __all__ = [
     "generate_rsa_jwk",
     "pkce_pair",
     "public_jwk",
+    "swagger_client",
 ]
 
 OIDC_PROVIDER_VERSION = "9.13.3"
@@ -77,6 +80,9 @@ CC_CLIENT_SECRET = "cc-client-secret-0123456789"  # a fixed test credential
 PUBLIC_CLIENT_ID = "public-client"
 # A native client's loopback redirect URI: the provider accepts it with any port.
 PUBLIC_REDIRECT_URI = "http://127.0.0.1/cb"
+# Swagger UI served by an API on 127.0.0.1 (any port): a public native client too.
+SWAGGER_CLIENT_ID = "swagger-client"
+SWAGGER_REDIRECT_URI = "http://127.0.0.1/docs/oauth2-redirect"
 
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
@@ -197,8 +203,26 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def swagger_client(
+    client_id: str = SWAGGER_CLIENT_ID, redirect_uri: str = SWAGGER_REDIRECT_URI
+) -> dict[str, Any]:
+    """Swagger UI's "Authorize" as a public native client (authorization code + PKCE).
+
+    Its browser origin must also be listed in :attr:`OidcProviderConfig.cors_origins` for the
+    token request from the page to pass CORS.
+    """
+    return {
+        "client_id": client_id,
+        "application_type": "native",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "redirect_uris": [redirect_uri],
+    }
+
+
 def default_clients() -> list[dict[str, Any]]:
-    """A confidential client-credentials client and a public native (PKCE) client."""
+    """A confidential client-credentials client and public native (PKCE) clients."""
     return [
         {
             "client_id": CC_CLIENT_ID,
@@ -216,6 +240,7 @@ def default_clients() -> list[dict[str, Any]]:
             "response_types": ["code"],
             "redirect_uris": [PUBLIC_REDIRECT_URI],
         },
+        swagger_client(),
     ]
 
 
@@ -233,11 +258,20 @@ class OidcProviderConfig:
     access_token_ttl: int = 300
     use_granted_resource: bool = True
     default_resource: str | None = None
+    # Browser origins (exact, e.g. "http://127.0.0.1:8000") allowed to make CORS requests to the
+    # token endpoint etc. as a client, by client_id; no origin is allowed otherwise.
+    cors_origins: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Deep-merged over the oidc-provider configuration built by server.mjs (JSON values only).
     provider_configuration: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> OidcProviderConfig:
         return dataclasses.replace(self, **changes)
+
+    def with_cors_origin(self, client_id: str, origin: str) -> OidcProviderConfig:
+        """The same configuration with ``origin`` also allowed CORS requests as ``client_id``."""
+        origins = {**self.cors_origins}
+        origins[client_id] = (*origins.get(client_id, ()), origin)
+        return self.replace(cors_origins=origins)
 
     def with_ttl(self, seconds: int) -> OidcProviderConfig:
         """The same configuration with every access token lifetime set to ``seconds``."""
@@ -255,6 +289,7 @@ class OidcProviderConfig:
             "defaultResource": self.default_resource,
             "resources": {r.identifier: r.to_json() for r in self.resources},
             "clients": list(self.clients),
+            "corsOrigins": {client: list(origins) for client, origins in self.cors_origins.items()},
             "users": {u.username: {"password": u.password, "claims": u.claims} for u in self.users},
             "providerConfiguration": self.provider_configuration,
         }

@@ -21,6 +21,8 @@
 //     }
 //   },
 //   "clients": [oidc-provider client metadata],
+//   "corsOrigins": {"swagger-client": ["http://127.0.0.1:8000"]},  // browser origins allowed to
+//                                     // call the token endpoint etc. as that client (exact match)
 //   "users": {"alice": {"password": "wonderland", "claims": {"email": "..."}}},
 //   "providerConfiguration": {}       // JSON deep-merged over the configuration built here
 // }
@@ -47,6 +49,7 @@ const cfg = JSON.parse(readFileSync(configPath, 'utf8'));
 const users = cfg.users ?? {};
 const resources = cfg.resources ?? {};
 const defaultTTL = cfg.accessTokenTTL ?? 300;
+const corsOrigins = cfg.corsOrigins ?? {};
 
 function log(...parts) {
   console.log(new Date().toISOString(), ...parts);
@@ -104,6 +107,12 @@ function buildConfiguration() {
       profile: ['name', 'preferred_username'],
     },
     pkce: { required: () => true },
+    // Client-based CORS (token, userinfo, introspection, revocation): only the origins listed for
+    // the client. The default would allow a public client's redirect URI origins, which for a
+    // loopback URI registered without a port never match a browser origin that has one.
+    clientBasedCORS: (_ctx, origin, client) => (
+      (corsOrigins[client.clientId] ?? []).includes(origin)
+    ),
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
