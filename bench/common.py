@@ -102,10 +102,35 @@ def versions() -> dict[str, str | None]:
         found["authbridge"] = getattr(authbridge, "__version__", found["authbridge"])
     except ImportError:
         pass
+    found["git_commit"] = _git_commit()
     found["python"] = platform.python_version()
     found["openssl"] = _openssl_version()
     found["wrk"] = _wrk_version()
     return found
+
+
+def _git_commit() -> str | None:
+    """HEAD of the checkout being measured, with ``+dirty`` if src/ has local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def _openssl_version() -> str | None:

@@ -50,7 +50,10 @@ def render(results: dict[str, Any]) -> str:
         f"{m.get('cpu_count')} cores, {m.get('platform')}; load average "
         f"{_load(m, 'loadavg_at_start')} at the start, {_load(m, 'loadavg_at_end')} at the end.",
         "",
-        f"authbridge {v.get('authbridge')}, Python {v.get('python')}, "
+        f"authbridge {v.get('authbridge')}"
+        + (f" (commit {v['git_commit']})" if v.get("git_commit") else "")
+        + ", "
+        f"Python {v.get('python')}, "
         f"FastAPI {v.get('fastapi')}, Starlette {v.get('starlette')}, "
         f"uvicorn {v.get('uvicorn')}, cryptography {v.get('cryptography')} "
         f"({v.get('openssl')}), PyJWT {v.get('PyJWT')}, joserfc {v.get('joserfc')}, "
