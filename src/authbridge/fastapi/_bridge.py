@@ -120,6 +120,8 @@ class AuthBridge:
             cache_size=cache_size,
             http_timeout=http_timeout,
         )
+        # The resource server's own method: one coroutine less per request.
+        self.verify = self.resource_server.verify  # type: ignore[method-assign]
         self.realm = realm
         self.allow_query_token = allow_query_token
         self.swagger_login = swagger_login

@@ -71,6 +71,10 @@ class Source(Protocol):
         """Tokens longer than this are refused before any work."""
         ...
 
+    def verify_jwt_cached(self, parsed: ParsedJWT, token_length: int) -> Verified | None:
+        """Verify a JWS now if its keys are at hand; ``None`` means "use :meth:`verify_jwt`"."""
+        ...
+
     async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
         """Verify a JWS whose ``iss`` is one of :attr:`jwt_issuers`."""
         ...
@@ -101,6 +105,10 @@ class NoJWT:
     """Mixin for sources that verify no JWTs."""
 
     jwt_issuers: tuple[str, ...] = ()
+
+    def verify_jwt_cached(self, parsed: ParsedJWT, token_length: int) -> Verified | None:
+        """Never called: :attr:`jwt_issuers` is empty."""
+        raise InvalidToken("unknown_issuer")
 
     async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
         """Never called: :attr:`jwt_issuers` is empty."""

@@ -10,7 +10,15 @@ from typing import Any
 from .._clock import Clock
 from .._http import DEFAULT_TIMEOUT, ClientSource, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
-from ..jose import JWTPolicy, KeySet, ParsedJWT, RemoteJWKS, check_claims, check_header
+from ..jose import (
+    JWTPolicy,
+    KeySet,
+    ParsedJWT,
+    RemoteJWKS,
+    VerificationKey,
+    check_claims,
+    check_header,
+)
 from ..jose._jwt import TokenType, client_of
 from ..jose.keys import HMAC_ALGS, key_from_secret
 from ..providers.discovery import ProviderMetadata, discover
@@ -180,7 +188,8 @@ class OIDCProvider:
                 "roles": frozenset(roles),
                 "expires_at": datetime.fromtimestamp(exp, UTC) if exp is not None else None,
                 "token_id": claims.get("jti"),
-                "claims": dict(claims),
+                # Parsed JSON and provider answers are fresh dicts: no copy needed.
+                "claims": claims if isinstance(claims, dict) else dict(claims),
             }
         )
 
@@ -285,40 +294,69 @@ class BoundProvider:
         elif self.provider.introspection and not self.provider.introspection.endpoint:
             await self.load_metadata()
 
+    def verify_jwt_cached(self, parsed: ParsedJWT, token_length: int) -> Verified | None:
+        """Verify a parsed JWS now if fresh keys can answer; ``None`` if keys must be fetched.
+
+        Raises:
+            InvalidToken: the token is not acceptable.
+        """
+        provider = self.provider
+        try:
+            alg, kid = self._check_header(parsed, token_length)
+            if self.jwks is None:
+                keyset = provider._static_keys
+                assert keyset is not None  # noqa: S101
+                return self._finish(parsed, alg, keyset, keyset.candidates(kid, alg))
+            found = self.jwks.lookup_cached(kid, alg)
+            if found is None:
+                return None
+            return self._finish(parsed, alg, *found)
+        except InvalidToken as exc:
+            raise InvalidToken(exc.reason, provider=provider.name, claim=exc.claim) from None
+
     async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
-        """Verify a parsed JWS routed to this provider by its ``iss``.
+        """Verify a parsed JWS routed to this provider by its ``iss`` (fetching keys if needed).
 
         Raises:
             InvalidToken: the token is not acceptable.
             ProviderUnavailable: keys could not be obtained.
         """
-        provider = self.provider
-        policy = provider.policy
+        verified = self.verify_jwt_cached(parsed, token_length)
+        if verified is not None:
+            return verified
+        assert self.jwks is not None  # noqa: S101 - static keys always answer
         try:
-            if token_length > policy.max_token_bytes:
-                raise InvalidToken("token_too_large")
-            alg, kid = check_header(parsed.header, policy)
-            if self.jwks is None:
-                keyset = provider._static_keys
-                assert keyset is not None  # noqa: S101
-                candidates = keyset.candidates(kid, alg)
-            else:
-                found = self.jwks.lookup_cached(kid, alg)
-                keyset, candidates = found or await self.jwks.lookup(kid, alg)
-            if not candidates:
-                raise InvalidToken("unknown_key")
-            # Try at most a few keys: kid-less tokens against a big set must
-            # not cost one signature check per key.
-            for key in candidates[:4]:
-                if key.verify(alg, parsed.signing_input, parsed.signature):
-                    break
-            else:
-                raise InvalidToken("bad_signature")
-            check_claims(parsed.claims, policy, self._clock())
+            alg, kid = self._check_header(parsed, token_length)
+            keyset, candidates = await self.jwks.lookup(kid, alg)
+            return self._finish(parsed, alg, keyset, candidates)
         except InvalidToken as exc:
-            raise InvalidToken(exc.reason, provider=provider.name, claim=exc.claim) from None
+            raise InvalidToken(exc.reason, provider=self.provider.name, claim=exc.claim) from None
+
+    def _check_header(self, parsed: ParsedJWT, token_length: int) -> tuple[str, str | None]:
+        policy = self.provider.policy
+        if token_length > policy.max_token_bytes:
+            raise InvalidToken("token_too_large")
+        return check_header(parsed.header, policy)
+
+    def _finish(
+        self,
+        parsed: ParsedJWT,
+        alg: str,
+        keyset: KeySet,
+        candidates: tuple[VerificationKey, ...],
+    ) -> Verified:
+        if not candidates:
+            raise InvalidToken("unknown_key")
+        # Try at most a few keys: kid-less tokens against a big set must not
+        # cost one signature check per key.
+        for key in candidates[:4]:
+            if key.verify(alg, parsed.signing_input, parsed.signature):
+                break
+        else:
+            raise InvalidToken("bad_signature")
         claims = parsed.claims
-        return Verified(provider.principal_from(claims), float(claims["exp"]), keyset)
+        check_claims(claims, self.provider.policy, self._clock())
+        return Verified(self.provider.principal_from(claims), float(claims["exp"]), keyset)
 
     async def verify_opaque(self, token: str) -> Verified:
         """Introspect an opaque token routed here (RFC 7662).

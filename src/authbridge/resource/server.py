@@ -199,30 +199,34 @@ class ResourceServer:
                 raise InvalidToken(hit.refusal.reason, provider=hit.refusal.provider)
             cache.pop(digest, None)
 
-        if _B64TOKEN.fullmatch(token) is None:
-            # RFC 6750 b64token syntax: nothing else may reach a provider (or a header).
-            raise InvalidToken("malformed_token")
-        source = self.route(token)
+        source = self.route(token) if self._prefixes else None
         if source is None:
             dots = token.count(".")
             if dots == 2:
-                return await self._verify_jws(token, digest)
+                # A JWS: parse_compact admits base64url and dots only.
+                parsed = parse_compact(token, max_bytes=self._max_bytes)
+                issuer = parsed.claims.get("iss")
+                source = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+                if source is None:
+                    raise InvalidToken("unknown_issuer")
+                # Keys at hand: no coroutine round trip on the common path.
+                verified = source.verify_jwt_cached(parsed, len(token))
+                if verified is None:
+                    verified = await source.verify_jwt(parsed, len(token))
+                if self._cache_size:
+                    self._remember(
+                        digest, source, verified.principal, verified.cache_until, verified.marker
+                    )
+                return verified.principal
             if dots == 4:
                 raise InvalidToken("jwe_not_accepted")
             source = self._unprefixed
             if source is None:
                 raise InvalidToken("unknown_token_format")
+        if _B64TOKEN.fullmatch(token) is None:
+            # RFC 6750 b64token syntax: nothing else may reach a provider (or a header).
+            raise InvalidToken("malformed_token")
         return await self._verify_opaque(source, token, digest)
-
-    async def _verify_jws(self, token: str, digest: bytes) -> Principal:
-        parsed = parse_compact(token, max_bytes=self._max_bytes)
-        issuer = parsed.claims.get("iss")
-        source = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
-        if source is None:
-            raise InvalidToken("unknown_issuer")
-        verified = await source.verify_jwt(parsed, len(token))
-        self._remember(digest, source, verified.principal, verified.cache_until, verified.marker)
-        return verified.principal
 
     async def _verify_opaque(self, source: Source, token: str, digest: bytes) -> Principal:
         if not self._cache_size:
@@ -241,7 +245,7 @@ class ResourceServer:
             verified = await source.verify_opaque(token)
         except InvalidToken as exc:
             ttl: float = getattr(source, "negative_cache_ttl", 0.0)
-            if ttl > 0:
+            if ttl > 0 and self._cache_size:
                 self._remember(digest, source, None, self._clock() + ttl, None, refusal=exc)
             raise
         self._remember(digest, source, verified.principal, verified.cache_until, verified.marker)
@@ -262,8 +266,6 @@ class ResourceServer:
         *,
         refusal: InvalidToken | None = None,
     ) -> None:
-        if not self._cache_size:
-            return
         cache_until = min(cache_until, self._clock() + MAX_CACHE_TTL)
         cache = self._cache
         if len(cache) >= self._cache_size:
