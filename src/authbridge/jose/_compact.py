@@ -70,6 +70,8 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_JSON_WHITESPACE = " \t\n\r"
+
 # One decoder for all calls: json.loads with options builds a new one every time.
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_reject_duplicates,
@@ -81,13 +83,22 @@ _DECODER = json.JSONDecoder(
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
     """Parse ``raw`` as a UTF-8 JSON object, strictly."""
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidToken(f"malformed_{what}") from None
+    if text[:1] in _JSON_WHITESPACE or text[-1:] in _JSON_WHITESPACE:
+        text = text.strip(_JSON_WHITESPACE)  # JSON allows it; tokens rarely have it
+    try:
+        # raw_decode: decode() without its two whitespace scans (done above).
+        value, end = _DECODER.raw_decode(text)
     except InvalidToken:
         raise
     except (ValueError, RecursionError):
-        # UnicodeDecodeError and JSONDecodeError are ValueErrors; huge integers
-        # hit the int-conversion limit (ValueError); deep nesting RecursionError.
+        # JSONDecodeError is a ValueError; huge integers hit the int-conversion
+        # limit (ValueError); deep nesting raises RecursionError.
         raise InvalidToken(f"malformed_{what}") from None
+    if end != len(text):
+        raise InvalidToken(f"malformed_{what}")
     if not isinstance(value, dict):
         raise InvalidToken(f"{what}_not_an_object")
     return value

@@ -165,7 +165,7 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey:
 class KeySet:
     """An immutable set of verification keys for one issuer."""
 
-    __slots__ = ("_by_kid", "_keys")
+    __slots__ = ("_by_kid", "_keys", "_memo")
 
     def __init__(self, keys: Iterable[VerificationKey]) -> None:
         self._keys: tuple[VerificationKey, ...] = tuple(keys)
@@ -174,6 +174,8 @@ class KeySet:
             if key.kid is not None:
                 by_kid.setdefault(key.kid, []).append(key)
         self._by_kid = {kid: tuple(keys) for kid, keys in by_kid.items()}
+        # (kid, alg) -> candidates, only for kids in the set: bounded by its size.
+        self._memo: dict[tuple[str | None, str], tuple[VerificationKey, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -196,8 +198,14 @@ class KeySet:
         With a ``kid``, only keys carrying exactly that ``kid`` are candidates
         (duplicates are all tried). Without one, every key allowed for ``alg``.
         """
+        found = self._memo.get((kid, alg))
+        if found is not None:
+            return found
         pool = self._by_kid.get(kid, ()) if kid is not None else self._keys
-        return tuple(k for k in pool if alg in k.algorithms)
+        found = tuple(k for k in pool if alg in k.algorithms)
+        if pool and len(self._memo) < 64:
+            self._memo[(kid, alg)] = found
+        return found
 
 
 def import_jwks(document: Mapping[str, Any], *, source: str = "jwks") -> KeySet:

@@ -172,7 +172,9 @@ class OIDCProvider:
         """Build the :class:`Principal` for verified ``claims``."""
         scopes: set[str] = set()
         for name in self.scope_claims:
-            scopes.update(strings(claims.get(name), split=True))
+            value = claims.get(name)
+            if value is not None:
+                scopes.update(strings(value, split=True))
         roles: set[str] = set()
         for path in self.roles_claims:
             roles.update(strings(lookup(claims, path), split=False))

@@ -213,11 +213,13 @@ class ResourceServer:
                 verified = source.verify_jwt_cached(parsed, len(token))
                 if verified is None:
                     verified = await source.verify_jwt(parsed, len(token))
+                principal = verified.principal
                 if self._cache_size:
-                    self._remember(
-                        digest, source, verified.principal, verified.cache_until, verified.marker
-                    )
-                return verified.principal
+                    until = min(verified.cache_until, self._clock() + MAX_CACHE_TTL)
+                    if len(cache) >= self._cache_size:
+                        cache.popitem(last=False)
+                    cache[digest] = _Entry(principal, until, source, verified.marker)
+                return principal
             if dots == 4:
                 raise InvalidToken("jwe_not_accepted")
             source = self._unprefixed
