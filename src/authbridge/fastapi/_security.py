@@ -38,6 +38,7 @@ logger = logging.getLogger("authbridge.fastapi")
 
 # The auth-scheme and the whitespace after it (only spaces are allowed there).
 _SCHEME = re.compile(r"(\S+)(\s*)")
+_SPACES = frozenset(" \t")
 
 _POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -74,6 +75,7 @@ class PrincipalDependency(SecurityBase):
         auto_error: bool = True,
     ) -> None:
         self.bridge = bridge
+        self._verify = bridge.resource_server.verify
         self.model = HTTPBearerModel(description=description)
         self.scheme_name = scheme_name
         self.auto_error = auto_error
@@ -89,7 +91,7 @@ class PrincipalDependency(SecurityBase):
         ]
         self.__signature__ = inspect.Signature(params)
 
-    def _challenge(self, error: AuthBridgeError | None, required: tuple[str, ...]) -> str:
+    def _challenge(self, error: AuthBridgeError | None, required: Sequence[str]) -> str:
         params: list[str] = []
         realm = self.bridge.realm
         if realm:
@@ -105,12 +107,18 @@ class PrincipalDependency(SecurityBase):
         return "Bearer " + ", ".join(params) if params else "Bearer"
 
     def _token(self, connection: HTTPConnection) -> str:
-        values = connection.headers.getlist("authorization")
-        if len(values) > 1:
-            raise InvalidToken("repeated_authorization_header")
-        if values:
+        # Raw ASGI headers (names are lower-case by the ASGI spec): no Headers object.
+        found: bytes | None = None
+        for name, raw in connection.scope["headers"]:
+            if name == b"authorization":
+                if found is not None:
+                    raise InvalidToken("repeated_authorization_header")
+                found = raw
+        if found is not None:
+            value = found.decode("latin-1").strip()
+            if value[:7] == "Bearer " and value[7:8] not in _SPACES:
+                return value[7:]  # the usual spelling; its syntax is checked by the core
             # RFC 6750 §2.1: "Bearer" 1*SP b64token; the scheme is case-insensitive.
-            value = values[0].strip()
             match = _SCHEME.match(value)
             if match is None or match.group(1).lower() != "bearer":
                 raise MissingToken("no_bearer_credentials")
@@ -119,33 +127,32 @@ class PrincipalDependency(SecurityBase):
                 raise InvalidToken("empty_bearer_token")
             if match.group(2).strip(" "):
                 raise InvalidToken("malformed_credentials")
-        elif self.bridge.allow_query_token and "access_token" in connection.query_params:
+            return token
+        if self.bridge.allow_query_token and "access_token" in connection.query_params:
             query = connection.query_params.getlist("access_token")
             if len(query) != 1:
                 raise InvalidToken("repeated_access_token_parameter")
-            token = query[0]
-        else:
-            raise MissingToken("no_credentials")
-        return token  # its syntax is checked by the resource server
+            return query[0]
+        raise MissingToken("no_credentials")
 
-    async def _authenticate(
-        self, connection: HTTPConnection, security_scopes: SecurityScopes
-    ) -> Principal | None:
-        required = tuple(security_scopes.scopes)
+    async def __call__(
+        self, connection: HTTPConnection, security_scopes: SecurityScopes, **_: object
+    ) -> Principal:
         try:
-            principal = await self.bridge.verify(self._token(connection))
-            if not principal.scopes.issuperset(required):
-                raise InsufficientScope(required, provider=principal.provider)
-        except MissingToken as exc:
-            if not self.auto_error:
-                return None
-            self._fail(connection, exc, required)
+            principal = await self._verify(self._token(connection))
         except AuthBridgeError as exc:
-            self._fail(connection, exc, required)
+            self._fail(connection, exc, security_scopes.scopes)
+        required = security_scopes.scopes
+        if required and not principal.scopes.issuperset(required):
+            self._fail(
+                connection,
+                InsufficientScope(tuple(required), provider=principal.provider),
+                required,
+            )
         return principal
 
     def _fail(
-        self, connection: HTTPConnection, error: AuthBridgeError, required: tuple[str, ...]
+        self, connection: HTTPConnection, error: AuthBridgeError, required: Sequence[str]
     ) -> NoReturn:
         # str(error) carries only codes and reasons, never token material.
         if isinstance(error, ProviderUnavailable):
@@ -173,13 +180,6 @@ class PrincipalDependency(SecurityBase):
             headers={"WWW-Authenticate": self._challenge(error, required)},
         )
 
-    async def __call__(
-        self, connection: HTTPConnection, security_scopes: SecurityScopes, **_: object
-    ) -> Principal:
-        principal = await self._authenticate(connection, security_scopes)
-        assert principal is not None  # noqa: S101 - auto_error is on
-        return principal
-
 
 class OptionalPrincipalDependency(PrincipalDependency):
     """Like :class:`PrincipalDependency`, but anonymous callers get ``None``.
@@ -191,4 +191,10 @@ class OptionalPrincipalDependency(PrincipalDependency):
     async def __call__(  # type: ignore[override]
         self, connection: HTTPConnection, security_scopes: SecurityScopes, **_: object
     ) -> Principal | None:
-        return await self._authenticate(connection, security_scopes)
+        try:
+            self._token(connection)  # only to tell "anonymous" apart; cheap
+        except MissingToken:
+            return None
+        except AuthBridgeError as exc:
+            self._fail(connection, exc, security_scopes.scopes)
+        return await super().__call__(connection, security_scopes)
