@@ -83,6 +83,13 @@ def render(results: dict[str, Any]) -> str:
         f"(baseline {_fmt(mem['baseline_peak_rss_mib'], 1)} MiB) "
         f"| bounded by `cache_size` ({mem['cache_size']}) | see below |",
         "",
+        f"| `introspection_calls_for_concurrent_same_token` "
+        f"| {results['introspection_calls_for_concurrent_same_token']} "
+        f"({results['introspection']['concurrency']} concurrent requests) | exactly 1 "
+        f"| {_met(results, 'introspection_calls_for_concurrent_same_token')} |",
+        f"| `introspection_cached_us` | {_fmt(results['introspection_cached_us'])} µs "
+        "| none | cached opaque token |",
+        "",
         "### First-sight validation (RS256, RSA-2048, token never seen before)",
         "",
         f"{cold['repeats']} repeats {X} {cold['iterations_per_repeat']} tokens; "

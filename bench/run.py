@@ -24,7 +24,7 @@ from bench.common import BENCH_DIR, OUT_DIR, PYTHON, REPO_ROOT, machine, python_
 
 RESULTS_PATH = BENCH_DIR / "results.json"
 DOCS_PATH = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("micro", "http", "memory")
+SECTIONS = ("micro", "http", "memory", "introspection")
 
 # (key, comparison, bound): the project's performance targets.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -32,6 +32,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "warm_validation_us": ("<=", 10.0),
     "http_ratio_warm": (">=", 0.85),
     "http_ratio_distinct": (">=", 0.6),
+    "introspection_calls_for_concurrent_same_token": ("<=", 1),
 }
 
 
@@ -69,6 +70,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         out["http_ratio_tutorial"] = http["ratios"]["tutorial"]
         out["http_rps"] = {name: s["rps"] for name, s in http["scenarios"].items()}
         out["http_disturbed"] = http["disturbed"]
+    if introspection := results.get("introspection"):
+        out["introspection_calls_for_concurrent_same_token"] = introspection["introspection_calls"]
+        out["introspection_cached_us"] = introspection["cached_us"]
     if memory := results.get("memory"):
         out["peak_rss_mib_1m_tokens"] = memory["peak_rss_mib"]
         out["baseline_rss_mib"] = memory["baseline_peak_rss_mib"]
@@ -158,6 +162,19 @@ def main(argv: list[str] | None = None) -> int:
                 " during the HTTP runs; the numbers are disturbed",
                 flush=True,
             )
+
+    if "introspection" in sections:
+        from bench import introspection  # noqa: PLC0415
+
+        print("[+] introspection: concurrent first sight, cached validation", flush=True)
+        results["introspection"] = introspection.run(iterations=5_000 if args.quick else 50_000)
+        found = results["introspection"]
+        print(
+            f"  {found['concurrency']} concurrent requests, one new opaque token: "
+            f"{found['introspection_calls']} introspection call(s); "
+            f"cached validation {found['cached_us']} us",
+            flush=True,
+        )
 
     with contextlib.suppress(OSError):
         results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
