@@ -94,6 +94,30 @@ def _unavailable(response: RawResponse, provider: str) -> ProviderUnavailable:
     return ProviderUnavailable(f"http_status:{response.status}", provider=provider)
 
 
+class _ApiProvider:
+    """What the API-verifier configurations share: routing and cache settings."""
+
+    name: str
+    token_prefixes: tuple[str, ...]
+    accept_unprefixed: bool = False
+    cache_ttl: float
+    negative_cache_ttl: float
+
+    def _set_common(
+        self,
+        name: str,
+        token_prefixes: Sequence[str],
+        cache_ttl: float,
+        negative_cache_ttl: float,
+    ) -> None:
+        if cache_ttl < 0 or negative_cache_ttl < 0:
+            raise ConfigurationError("negative_cache_ttl", provider=name)
+        self.name = name
+        self.token_prefixes = tuple(token_prefixes)
+        self.cache_ttl = cache_ttl
+        self.negative_cache_ttl = negative_cache_ttl
+
+
 class _ApiSource(NoJWT):
     """Shared runtime of the API verifiers: routing attributes, HTTP, cache horizon."""
 
@@ -101,22 +125,13 @@ class _ApiSource(NoJWT):
     cache_marker: object = None
 
     def __init__(
-        self,
-        name: str,
-        client: ClientSource,
-        clock: Clock,
-        *,
-        timeout: float,
-        prefixes: Sequence[str],
-        accept_unprefixed: bool,
-        cache_ttl: float,
-        negative_cache_ttl: float,
+        self, provider: _ApiProvider, client: ClientSource, clock: Clock, *, timeout: float
     ) -> None:
-        self.name = name
-        self.opaque_prefixes = tuple(prefixes)
-        self.accepts_unprefixed = accept_unprefixed
-        self.negative_cache_ttl = negative_cache_ttl
-        self._cache_ttl = cache_ttl
+        self.name = provider.name
+        self.opaque_prefixes = provider.token_prefixes
+        self.accepts_unprefixed = provider.accept_unprefixed
+        self.negative_cache_ttl = provider.negative_cache_ttl
+        self._cache_ttl = provider.cache_ttl
         self._client = client
         self._clock = clock
         self._timeout = timeout
@@ -147,15 +162,10 @@ class _ApiSource(NoJWT):
             raise InvalidToken("token_too_large", provider=self.name)
 
 
-def _check_cache_settings(name: str, cache_ttl: float, negative_cache_ttl: float) -> None:
-    if cache_ttl < 0 or negative_cache_ttl < 0:
-        raise ConfigurationError("negative_cache_ttl", provider=name)
-
-
 # -- GitHub -------------------------------------------------------------------------------
 
 
-class GitHubProvider:
+class GitHubProvider(_ApiProvider):
     """GitHub OAuth-app, GitHub-app and personal access tokens, checked with GitHub's API.
 
     With ``client_id`` and ``client_secret`` (your OAuth app), tokens are checked
@@ -190,14 +200,10 @@ class GitHubProvider:
     ) -> None:
         if (client_id is None) != (client_secret is None):
             raise ConfigurationError("github_app_check_needs_id_and_secret", provider=name)
-        _check_cache_settings(name, cache_ttl, negative_cache_ttl)
-        self.name = name
+        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
         self.client_id = client_id
         self._client_secret = client_secret
         self.api_base = api_base.rstrip("/")
-        self.token_prefixes = tuple(token_prefixes)
-        self.cache_ttl = cache_ttl
-        self.negative_cache_ttl = negative_cache_ttl
 
     def __repr__(self) -> str:
         return f"GitHubProvider({self.name!r}, client_id={self.client_id!r})"
@@ -214,16 +220,7 @@ class _GitHubSource(_ApiSource):
     def __init__(
         self, provider: GitHubProvider, client: ClientSource, clock: Clock, *, timeout: float
     ) -> None:
-        super().__init__(
-            provider.name,
-            client,
-            clock,
-            timeout=timeout,
-            prefixes=provider.token_prefixes,
-            accept_unprefixed=False,
-            cache_ttl=provider.cache_ttl,
-            negative_cache_ttl=provider.negative_cache_ttl,
-        )
+        super().__init__(provider, client, clock, timeout=timeout)
         self._provider = provider
 
     async def verify_opaque(self, token: str) -> Verified:
@@ -350,7 +347,8 @@ class GoogleProvider(OIDCProvider):
             claim_values={"hd": hosted_domain} if hosted_domain else None,
             issuer_aliases=(GOOGLE_ISSUER_ALIAS,),
         )
-        _check_cache_settings(name, cache_ttl, negative_cache_ttl)
+        if cache_ttl < 0 or negative_cache_ttl < 0:
+            raise ConfigurationError("negative_cache_ttl", provider=name)
         self.client_ids = frozenset(ids)
         self.hosted_domain = hosted_domain
         self.tokeninfo_url = tokeninfo_url
@@ -429,7 +427,7 @@ class _GoogleSource(BoundProvider):
 # -- Facebook -----------------------------------------------------------------------------
 
 
-class FacebookProvider:
+class FacebookProvider(_ApiProvider):
     """Facebook user access tokens, checked with the Graph API's ``debug_token``.
 
     The token must be valid, issued to *your* app (``app_id``), of type USER
@@ -461,15 +459,11 @@ class FacebookProvider:
     ) -> None:
         if not app_id or not app_secret:
             raise ConfigurationError("facebook_needs_app_id_and_secret", provider=name)
-        _check_cache_settings(name, cache_ttl, negative_cache_ttl)
-        self.name = name
+        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
         self.app_id = app_id
         self._app_secret = app_secret
         self.graph_base = graph_base.rstrip("/")
         self.api_version = api_version
-        self.token_prefixes = tuple(token_prefixes)
-        self.cache_ttl = cache_ttl
-        self.negative_cache_ttl = negative_cache_ttl
 
     def __repr__(self) -> str:
         return f"FacebookProvider({self.name!r}, app_id={self.app_id!r})"
@@ -483,16 +477,7 @@ class _FacebookSource(_ApiSource):
     def __init__(
         self, provider: FacebookProvider, client: ClientSource, clock: Clock, *, timeout: float
     ) -> None:
-        super().__init__(
-            provider.name,
-            client,
-            clock,
-            timeout=timeout,
-            prefixes=provider.token_prefixes,
-            accept_unprefixed=False,
-            cache_ttl=provider.cache_ttl,
-            negative_cache_ttl=provider.negative_cache_ttl,
-        )
+        super().__init__(provider, client, clock, timeout=timeout)
         self._provider = provider
 
     async def verify_opaque(self, token: str) -> Verified:
@@ -575,7 +560,7 @@ def _facebook_reason(error: Any) -> str:
 # -- userinfo -----------------------------------------------------------------------------
 
 
-class UserinfoProvider:
+class UserinfoProvider(_ApiProvider):
     """Any OpenID provider's access tokens, checked by calling its userinfo endpoint.
 
     The last resort for opaque tokens of a provider without introspection. Note
@@ -604,16 +589,12 @@ class UserinfoProvider:
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
     ) -> None:
-        _check_cache_settings(name, cache_ttl, negative_cache_ttl)
         if not issuer:
             raise ConfigurationError("issuer_required", provider=name)
-        self.name = name
+        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
         self.issuer = issuer
         self.userinfo_endpoint = userinfo_endpoint
-        self.token_prefixes = tuple(token_prefixes)
         self.accept_unprefixed = accept_unprefixed
-        self.cache_ttl = cache_ttl
-        self.negative_cache_ttl = negative_cache_ttl
 
     def __repr__(self) -> str:
         return f"UserinfoProvider({self.name!r}, issuer={self.issuer!r})"
@@ -627,16 +608,7 @@ class _UserinfoSource(_ApiSource):
     def __init__(
         self, provider: UserinfoProvider, client: ClientSource, clock: Clock, *, timeout: float
     ) -> None:
-        super().__init__(
-            provider.name,
-            client,
-            clock,
-            timeout=timeout,
-            prefixes=provider.token_prefixes,
-            accept_unprefixed=provider.accept_unprefixed,
-            cache_ttl=provider.cache_ttl,
-            negative_cache_ttl=provider.negative_cache_ttl,
-        )
+        super().__init__(provider, client, clock, timeout=timeout)
         self._provider = provider
         self._metadata: ProviderMetadata | None = None
 
