@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.responses import JSONResponse
 
@@ -24,7 +25,7 @@ from ..resource.principal import Principal
 from ..resource.provider import BoundProvider, OIDCProvider
 from ..resource.server import ResourceServer
 from ._docs import swagger_ui_router
-from ._schemes import DocumentedScheme, authorization_code_model, openid_connect_model
+from ._schemes import authorization_code_model, openid_connect_model
 from ._security import OptionalPrincipalDependency, PrincipalDependency
 
 logger = logging.getLogger("authbridge.fastapi")
@@ -147,17 +148,11 @@ class AuthBridge:
             f"{p.name}" + (f" ({p.issuer})" if isinstance(p, OIDCProvider) else "")
             for p in providers
         )
-        schemes = self._login_schemes()
-        self.principal = PrincipalDependency(
-            self, scheme_name=scheme_name, description=description, schemes=schemes
-        )
+        self.scheme_name = scheme_name
+        self.principal = PrincipalDependency(self, scheme_name=scheme_name, description=description)
         """Dependency: ``Security(auth.principal, scopes=[...])`` → :class:`Principal`."""
         self.optional_principal = OptionalPrincipalDependency(
-            self,
-            scheme_name=scheme_name,
-            description=description,
-            schemes=schemes,
-            auto_error=False,
+            self, scheme_name=scheme_name, description=description, auto_error=False
         )
         """Dependency: like :attr:`principal`, but ``None`` for anonymous callers."""
 
@@ -172,24 +167,62 @@ class AuthBridge:
                 return provider
         raise ConfigurationError("swagger_login_needs_an_oidc_provider", provider=login.provider)
 
-    def _login_schemes(self) -> tuple[DocumentedScheme, ...]:
+    def login_schemes(self) -> dict[str, dict[str, Any]]:
+        """The OpenAPI security schemes of :class:`SwaggerLogin`, by name (empty without one).
+
+        The authorization-code scheme uses the discovered endpoints once the
+        lifespan ran (configured or conventional URLs before that).
+        """
         provider, login = self._login_provider, self.swagger_login
         if provider is None or login is None:
-            return ()
+            return {}
+        bound: BoundProvider = self.resource_server.bound(provider.name)
         oidc_url = provider.discovery_url or discovery_urls(provider.issuer)[0]
-        self._login_scheme = DocumentedScheme(
-            provider.name, self._authorization_code_model(provider, login, None)
-        )
-        return (
-            self._login_scheme,
-            DocumentedScheme(
-                f"{provider.name}-oidc",
-                openid_connect_model(
-                    discovery_url=oidc_url,
-                    description=f"OpenID Connect discovery of {provider.name}",
-                ),
+        models = {
+            provider.name: self._authorization_code_model(provider, login, bound.metadata),
+            f"{provider.name}-oidc": openid_connect_model(
+                discovery_url=oidc_url,
+                description=f"OpenID Connect discovery of {provider.name}",
             ),
-        )
+        }
+        return {
+            name: jsonable_encoder(model, by_alias=True, exclude_none=True)
+            for name, model in models.items()
+        }
+
+    def _extend_openapi(self, app: FastAPI) -> None:
+        # The login schemes go in the document as alternatives (separate security
+        # requirement objects: OR) of the pasted-token scheme, wherever that one is
+        # required. Added to the document, not as sub-dependencies: those would be
+        # resolved on every request for nothing.
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                self._add_login_alternatives(generate())
+            return app.openapi_schema or generate()
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
+    def _add_login_alternatives(self, document: dict[str, Any]) -> None:
+        schemes = self.login_schemes()
+        if not schemes:
+            return
+        components = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        components.update(schemes)
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                if not isinstance(operation, dict) or not operation.get("security"):
+                    continue
+                security: list[dict[str, list[str]]] = operation["security"]
+                for requirement in list(security):
+                    scopes = requirement.get(self.scheme_name)
+                    if scopes is None or len(requirement) != 1:
+                        continue
+                    for name in schemes:
+                        alternative = {name: list(scopes)}
+                        if alternative not in security:
+                            security.append(alternative)
 
     @staticmethod
     def _authorization_code_model(
@@ -236,11 +269,10 @@ class AuthBridge:
         if provider is not None and login is not None:
             bound: BoundProvider = self.resource_server.bound(provider.name)
             try:
-                metadata = await bound.load_metadata()
+                await bound.load_metadata()
             except ProviderUnavailable as exc:
                 logger.warning("Swagger login endpoints of %s not loaded: %s", bound.name, exc)
             else:
-                self._login_scheme.model = self._authorization_code_model(provider, login, metadata)
                 for app in self._apps:
                     app.openapi_schema = None  # rebuilt with the discovered endpoints
         return self
@@ -267,6 +299,8 @@ class AuthBridge:
     def install(self, app: FastAPI, *, docs_url: str | None = "/docs") -> None:
         """Add authbridge's routes to ``app``.
 
+        - The :class:`SwaggerLogin` schemes in the OpenAPI document, as
+          alternatives to the pasted token on every protected route.
         - Swagger UI at ``docs_url`` served from the package (no CDN), with the
           OAuth2 redirect page and :attr:`swagger_ui_init_oauth` applied. Create
           the app with ``FastAPI(docs_url=None)`` so FastAPI's CDN page is not
@@ -277,6 +311,7 @@ class AuthBridge:
             ConfigurationError: FastAPI's own docs page is still on ``docs_url``.
         """
         self._apps.append(app)
+        self._extend_openapi(app)
         if docs_url is not None:
             if app.docs_url == docs_url:
                 raise ConfigurationError("create_the_app_with_docs_url_none")

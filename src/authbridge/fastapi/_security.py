@@ -9,13 +9,12 @@ pasted token) and passes the route's ``Security(..., scopes=[...])`` in
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from fastapi import HTTPException, Security, WebSocketException, status
+from fastapi import HTTPException, WebSocketException, status
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
@@ -29,7 +28,6 @@ from ..errors import (
     ProviderUnavailable,
 )
 from ..resource.principal import Principal
-from ._schemes import DocumentedScheme
 
 if TYPE_CHECKING:
     from ._bridge import AuthBridge
@@ -39,9 +37,6 @@ logger = logging.getLogger("authbridge.fastapi")
 # The auth-scheme and the whitespace after it (only spaces are allowed there).
 _SCHEME = re.compile(r"(\S+)(\s*)")
 _SPACES = frozenset(" \t")
-
-_POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
-_KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 _MESSAGES = {
     MissingToken.code: "Not authenticated",
@@ -71,7 +66,6 @@ class PrincipalDependency(SecurityBase):
         *,
         scheme_name: str,
         description: str,
-        schemes: Sequence[DocumentedScheme] = (),
         auto_error: bool = True,
     ) -> None:
         self.bridge = bridge
@@ -79,17 +73,6 @@ class PrincipalDependency(SecurityBase):
         self.model = HTTPBearerModel(description=description)
         self.scheme_name = scheme_name
         self.auto_error = auto_error
-        # Other ways in (e.g. Swagger login) as sub-dependencies: FastAPI lists
-        # each as an alternative security requirement of the route (OR).
-        params = [
-            inspect.Parameter("connection", _POSITIONAL, annotation=HTTPConnection),
-            inspect.Parameter("security_scopes", _POSITIONAL, annotation=SecurityScopes),
-        ]
-        params += [
-            inspect.Parameter(f"_scheme_{i}", _KEYWORD, default=Security(scheme))
-            for i, scheme in enumerate(schemes)
-        ]
-        self.__signature__ = inspect.Signature(params)
 
     def _challenge(self, error: AuthBridgeError | None, required: Sequence[str]) -> str:
         params: list[str] = []
@@ -136,7 +119,7 @@ class PrincipalDependency(SecurityBase):
         raise MissingToken("no_credentials")
 
     async def __call__(
-        self, connection: HTTPConnection, security_scopes: SecurityScopes, **_: object
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
     ) -> Principal:
         try:
             principal = await self._verify(self._token(connection))
@@ -189,7 +172,7 @@ class OptionalPrincipalDependency(PrincipalDependency):
     """
 
     async def __call__(  # type: ignore[override]
-        self, connection: HTTPConnection, security_scopes: SecurityScopes, **_: object
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
     ) -> Principal | None:
         try:
             self._token(connection)  # only to tell "anonymous" apart; cheap
