@@ -14,7 +14,15 @@ from pathlib import Path
 from fastapi import FastAPI, Security
 from openapi_spec_validator import validate
 
-from authbridge import AuthBridge, OIDCProvider, Principal, SwaggerLogin
+from authbridge import (
+    AuthBridge,
+    GitHubProvider,
+    GoogleProvider,
+    Introspection,
+    OIDCProvider,
+    Principal,
+    SwaggerLogin,
+)
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
 
@@ -148,3 +156,62 @@ def test_swagger_ui_init_oauth_uses_pkce_without_a_secret() -> None:
         "additionalQueryStringParams": {"audience": "https://api.example.org"},
     }
     assert "clientSecret" not in json.dumps(auth.swagger_ui_init_oauth)
+
+
+def test_several_sources_are_listed_as_alternatives() -> None:
+    auth = AuthBridge(
+        providers=[
+            OIDCProvider(
+                "hydra",
+                issuer="https://auth.example.org/",
+                audience="https://api.example.org",
+                introspection=Introspection(client_id="api", client_secret="secret"),
+            ),
+            GitHubProvider(),
+            GoogleProvider(client_ids=["web.apps.googleusercontent.com"]),
+        ],
+        swagger_login=SwaggerLogin(
+            "hydra",
+            client_id="docs",
+            authorization_url="https://auth.example.org/oauth2/auth",
+            token_url="https://auth.example.org/oauth2/token",
+        ),
+    )
+    app = FastAPI(docs_url=None, lifespan=auth.lifespan)
+
+    @app.get("/items")
+    async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
+        return {}
+
+    @app.get("/public")
+    async def public() -> dict:
+        return {}
+
+    auth.install(app)
+    document = app.openapi()
+    validate(document)
+    assert document["paths"]["/items"]["get"]["security"] == [
+        {"BearerToken": ["items:read"]},
+        {"github": ["items:read"]},
+        {"google": ["items:read"]},
+        {"hydra": ["items:read"]},
+        {"hydra-oidc": ["items:read"]},
+    ]
+    assert "security" not in document["paths"]["/public"]["get"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["github"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "A GitHub token (ghp_..., gho_..., ghu_..., ghs_..., ghr_..., github_pat_...)"
+        ),
+    }
+    assert schemes["google"]["description"] == "A Google ID token or access token (ya29.)"
+    assert schemes["hydra"]["type"] == "oauth2"  # the login scheme, not a second paste box
+    # Built once; the routes' own requirement objects are not duplicated on rebuilds.
+    assert app.openapi() is document
+    app.openapi_schema = None
+    assert (
+        app.openapi()["paths"]["/items"]["get"]["security"]
+        == document["paths"]["/items"]["get"]["security"]
+    )

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.responses import JSONResponse
 
@@ -20,6 +21,7 @@ from .._clock import Clock, system_clock
 from .._http import DEFAULT_TIMEOUT
 from ..errors import ConfigurationError, ProviderUnavailable
 from ..providers.discovery import ProviderMetadata, discovery_urls
+from ..resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
 from ..resource.base import Provider
 from ..resource.principal import Principal
 from ..resource.provider import BoundProvider, OIDCProvider
@@ -191,24 +193,46 @@ class AuthBridge:
         }
 
     def _extend_openapi(self, app: FastAPI) -> None:
-        # The login schemes go in the document as alternatives (separate security
-        # requirement objects: OR) of the pasted-token scheme, wherever that one is
-        # required. Added to the document, not as sub-dependencies: those would be
-        # resolved on every request for nothing.
+        # The per-source and login schemes go in the document as alternatives
+        # (separate security requirement objects: OR) of the pasted-token scheme,
+        # wherever that one is required. Added to the document, not as
+        # sub-dependencies: those would be resolved on every request for nothing.
         generate = app.openapi
 
         def openapi() -> dict[str, Any]:
             if app.openapi_schema is None:
-                self._add_login_alternatives(generate())
+                self._add_alternatives(generate())
             return app.openapi_schema or generate()
 
         app.openapi = openapi  # type: ignore[method-assign]
 
-    def _add_login_alternatives(self, document: dict[str, Any]) -> None:
-        schemes = self.login_schemes()
+    def source_schemes(self) -> dict[str, dict[str, Any]]:
+        """One pasted-token scheme per provider, by provider name (with several providers).
+
+        They tell readers of the OpenAPI document which sources a route accepts;
+        a token pasted in any of them (or in the general one) works the same.
+        """
+        providers = self.resource_server.providers
+        if len(providers) < 2:
+            return {}
+        login = self._login_provider
+        return {
+            provider.name: jsonable_encoder(
+                HTTPBearerModel(description=_describe(provider)), by_alias=True, exclude_none=True
+            )
+            for provider in providers
+            if provider is not login
+        }
+
+    def _add_alternatives(self, document: dict[str, Any]) -> None:
+        components = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes = {
+            name: scheme
+            for name, scheme in {**self.source_schemes(), **self.login_schemes()}.items()
+            if name not in components
+        }
         if not schemes:
             return
-        components = document.setdefault("components", {}).setdefault("securitySchemes", {})
         components.update(schemes)
         for path_item in document.get("paths", {}).values():
             for operation in path_item.values():
@@ -299,8 +323,9 @@ class AuthBridge:
     def install(self, app: FastAPI, *, docs_url: str | None = "/docs") -> None:
         """Add authbridge's routes to ``app``.
 
-        - The :class:`SwaggerLogin` schemes in the OpenAPI document, as
-          alternatives to the pasted token on every protected route.
+        - In the OpenAPI document, as alternatives to the pasted token on every
+          protected route: one scheme per provider (when there are several) and
+          the :class:`SwaggerLogin` schemes.
         - Swagger UI at ``docs_url`` served from the package (no CDN), with the
           OAuth2 redirect page and :attr:`swagger_ui_init_oauth` applied. Create
           the app with ``FastAPI(docs_url=None)`` so FastAPI's CDN page is not
@@ -364,3 +389,19 @@ class AuthBridge:
             "scopes_supported": list(scopes),
             "bearer_methods_supported": methods,
         }
+
+
+def _describe(provider: Provider) -> str:
+    """What a reader of the OpenAPI document should know about a provider's tokens."""
+    if isinstance(provider, GoogleProvider):
+        return "A Google ID token or access token (ya29.)"
+    if isinstance(provider, GitHubProvider):
+        return "A GitHub token (" + ", ".join(f"{p}..." for p in provider.token_prefixes) + ")"
+    if isinstance(provider, FacebookProvider):
+        return "A Facebook user access token"
+    if isinstance(provider, UserinfoProvider):
+        return f"An access token of {provider.issuer} (checked at its userinfo endpoint)"
+    if isinstance(provider, OIDCProvider):
+        kinds = "JWT or opaque" if provider.introspection else "JWT"
+        return f"An access token ({kinds}) issued by {provider.issuer}"
+    return f"A token of {provider.name}"
