@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .op import (
     OidcProvider,
@@ -96,3 +97,10 @@ def oidc_provider_factory(
     finally:
         for provider in reversed(started):
             provider.stop()
+
+
+@pytest.fixture
+def portal() -> Iterator[BlockingPortal]:
+    """An event loop in a background thread; ``portal.call(coro_fn, ...)`` runs in it."""
+    with start_blocking_portal() as running:
+        yield running

@@ -27,13 +27,12 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from fastapi import FastAPI, Security
 from fastapi.testclient import TestClient
 
@@ -58,6 +57,7 @@ from .op import (
     default_clients,
 )
 from .op import ResourceServer as OpResource
+from .support import SkewableClock
 
 pytestmark = pytest.mark.interop
 
@@ -88,25 +88,6 @@ class CountingTransport(httpx.AsyncHTTPTransport):
     @property
     def paths(self) -> list[str]:
         return [path for _, path in self.requests]
-
-
-class SkewableClock:
-    """Wall-clock time plus an offset the test can move forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@pytest.fixture
-def portal() -> Iterator[BlockingPortal]:
-    with start_blocking_portal() as running:
-        yield running
 
 
 def provider_for(

@@ -14,13 +14,12 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from fastapi import FastAPI, Security
 from fastapi.testclient import TestClient
 from joserfc import jwt
@@ -46,6 +45,7 @@ from .op import (
     generate_rsa_jwk,
 )
 from .op import ResourceServer as OpResource
+from .support import SkewableClock
 
 pytestmark = pytest.mark.interop
 
@@ -71,26 +71,6 @@ class CountingTransport(httpx.AsyncHTTPTransport):
 
     def count(self, path: str) -> int:
         return self.paths.count(path)
-
-
-class SkewableClock:
-    """Wall-clock time plus an offset the test can move forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@pytest.fixture
-def portal() -> Iterator[BlockingPortal]:
-    """An event loop in a background thread; ``portal.call(coro_fn, ...)`` runs in it."""
-    with start_blocking_portal() as running:
-        yield running
 
 
 def _segment(token: str, index: int) -> dict[str, Any]:
