@@ -926,11 +926,18 @@ def routing_server(hosts: dict[str, Upstream], clock: FakeClock) -> tuple[Resour
     providers = [
         OIDCProvider("plain", issuer=plain.fake.issuer, audience=plain.fake.audience),
         idp(hosts["gamma"], "gamma", token_prefixes=("gamma_",), accept_unprefixed=False),
-        idp(hosts["alpha"], "alpha", token_prefixes=("alpha_at_",)),
-        idp(hosts["beta"], "beta", token_prefixes=("beta_at_", "b2_")),
+        idp(hosts["alpha"], "alpha", token_prefixes=("alpha_at_",), accept_unprefixed=True),
+        idp(hosts["beta"], "beta", token_prefixes=("beta_at_", "b2_"), accept_unprefixed=True),
     ]
     network = Network(*hosts.values())
     return server_for(*providers, network=network, clock=clock), network
+
+
+def test_providers_with_prefixes_take_no_unprefixed_tokens_by_default() -> None:
+    assert Introspection(client_id="a", client_secret="s").accept_unprefixed is True
+    with_prefix = Introspection(client_id="a", client_secret="s", token_prefixes="ory_at_")
+    assert with_prefix.accept_unprefixed is False
+    assert with_prefix.token_prefixes == ("ory_at_",)  # one prefix, not its characters
 
 
 def introspected(hosts: dict[str, Upstream]) -> dict[str, int]:

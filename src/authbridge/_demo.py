@@ -27,7 +27,9 @@ def create_demo_app(
     Swagger UI at ``/docs`` is served from the package (works offline), and the
     API publishes RFC 9728 metadata naming ``resource``.
     """
-    auth = AuthBridge(providers=[issuer.provider("demo", token_type="strict")], resource=resource)
+    # The API's URL is an accepted audience too: RFC 9728 clients ask for tokens for it.
+    provider = issuer.provider("demo", token_type="strict", audience=[DEMO_AUDIENCE, resource])
+    auth = AuthBridge(providers=[provider], resource=resource)
     app = FastAPI(
         docs_url=None,
         title="authbridge demo",

@@ -57,7 +57,8 @@ class PrincipalDependency(SecurityBase):
     - Bad token: 401, ``error="invalid_token"`` and a generic description.
     - Missing scope: 403, ``error="insufficient_scope"``, ``scope="..."``.
     - Provider down: 503.
-    - On a WebSocket: the connection is closed with 1008 (policy violation).
+    - On a WebSocket: the connection is closed with 1008 (policy violation), or
+      1013 (try again later) when the provider is down.
     """
 
     def __init__(
@@ -143,8 +144,12 @@ class PrincipalDependency(SecurityBase):
         else:
             logger.info("Request refused: %s", error)
         if connection.scope["type"] == "websocket":
+            unavailable = isinstance(error, ProviderUnavailable)
             raise WebSocketException(
-                code=status.WS_1008_POLICY_VIOLATION,
+                # 1013 "try again later" when we could not decide; 1008 when refused.
+                code=status.WS_1013_TRY_AGAIN_LATER
+                if unavailable
+                else status.WS_1008_POLICY_VIOLATION,
                 reason=_MESSAGES.get(error.code, _UNAVAILABLE),
             )
         if isinstance(error, InsufficientScope):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -127,17 +126,29 @@ def check_header(header: Mapping[str, Any], policy: JWTPolicy) -> tuple[str, str
     return alg, kid
 
 
+def numeric_date(value: Any) -> float | None:
+    """``value`` as a NumericDate (POSIX seconds), or ``None`` if it is not a sane one.
+
+    Only JSON numbers (not booleans) within ±1e11 s count. The magnitude is
+    compared first: huge integers would overflow a float conversion.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE:  # also False for NaN
+        return None
+    return float(value)
+
+
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         if name in claims:
             raise InvalidToken("invalid_claim_type", claim=name)
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    date = numeric_date(value)
+    if date is None:
         raise InvalidToken("invalid_claim_type", claim=name)
-    if not math.isfinite(value) or abs(value) > _MAX_NUMERIC_DATE:
-        raise InvalidToken("invalid_claim_type", claim=name)
-    return float(value)
+    return date
 
 
 def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> None:

@@ -129,7 +129,7 @@ class RemoteJWKS:
     async def _usable_keys(self, now: float) -> KeySet:
         keys = self._keys
         stale_ok = keys is not None and now < self._expires_at + self._max_stale
-        if now - self._last_attempt < self._cooldown and self._inflight is None:
+        if self._last_failed and now - self._last_attempt < self._cooldown and not self._inflight:
             if stale_ok and keys is not None:
                 return keys
             raise ProviderUnavailable("jwks_recently_failed", provider=self._label)

@@ -1,5 +1,5 @@
 """Provider descriptions: discovery (OpenID Connect Discovery, RFC 8414)."""
 
-from .discovery import ProviderMetadata, discover, discovery_urls
+from .discovery import MetadataCache, ProviderMetadata, discover, discovery_urls
 
-__all__ = ["ProviderMetadata", "discover", "discovery_urls"]
+__all__ = ["MetadataCache", "ProviderMetadata", "discover", "discovery_urls"]

@@ -7,12 +7,14 @@ every token routed to it is refused (fail closed).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from .._clock import Clock
 from .._http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, ClientSource, fetch_json
 from ..errors import ProviderUnavailable
 
@@ -126,3 +128,73 @@ def _metadata(doc: dict[str, Any], issuer: str, label: str) -> ProviderMetadata:
         scopes_supported=scopes_supported,
         raw=doc,
     )
+
+
+class MetadataCache:
+    """A provider's metadata, discovered once, with the fetch discipline of the JWKS cache.
+
+    One discovery in flight at a time (concurrent callers share it; a cancelled
+    caller does not cancel it for the others); the result kept after success;
+    after a failure, callers within ``cooldown`` seconds get
+    :class:`ProviderUnavailable` at once instead of another request, so a
+    provider that is down is not hammered (nor used to amplify traffic).
+    """
+
+    def __init__(
+        self,
+        client: ClientSource,
+        issuer: str,
+        *,
+        clock: Clock,
+        url: str | None = None,
+        label: str = "provider",
+        timeout: float = DEFAULT_TIMEOUT,
+        cooldown: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._issuer = issuer
+        self._clock = clock
+        self._url = url
+        self._label = label
+        self._timeout = timeout
+        self._cooldown = cooldown
+        self.metadata: ProviderMetadata | None = None
+        self._task: asyncio.Task[ProviderMetadata] | None = None
+        self._failed_at = float("-inf")
+
+    async def get(self) -> ProviderMetadata:
+        """The metadata, discovering it if needed.
+
+        Raises:
+            ProviderUnavailable: discovery failed now or within the cooldown.
+        """
+        if self.metadata is not None:
+            return self.metadata
+        task = self._task
+        if task is None:
+            if self._clock() - self._failed_at < self._cooldown:
+                raise ProviderUnavailable("discovery_recently_failed", provider=self._label)
+            task = asyncio.get_running_loop().create_task(self._discover())
+            task.add_done_callback(self._done)
+            self._task = task
+        return await asyncio.shield(task)
+
+    async def _discover(self) -> ProviderMetadata:
+        try:
+            metadata = await discover(
+                self._client,
+                self._issuer,
+                url=self._url,
+                label=self._label,
+                timeout=self._timeout,
+            )
+        except ProviderUnavailable:
+            self._failed_at = self._clock()
+            raise
+        self.metadata = metadata
+        return metadata
+
+    def _done(self, task: asyncio.Task[ProviderMetadata]) -> None:
+        self._task = None
+        if not task.cancelled():
+            task.exception()  # retrieved here; waiters re-raise it themselves

@@ -17,7 +17,6 @@ these verifiers:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,9 +25,9 @@ from urllib.parse import urlencode
 from .._clock import Clock
 from .._http import ClientSource, RawResponse, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
-from ..jose._jwt import TokenType
-from ..providers.discovery import ProviderMetadata, discover
-from .base import NoJWT, Verified, strings
+from ..jose._jwt import TokenType, numeric_date
+from ..providers.discovery import MetadataCache
+from .base import NoJWT, Verified, as_tuple, strings
 from .principal import Principal
 from .provider import BoundProvider, OIDCProvider
 
@@ -69,15 +68,11 @@ def _principal(
 
 def _numeric(value: Any) -> float | None:
     """A NumericDate given as a number or a string of digits (Google sends strings)."""
-    if isinstance(value, bool) or value is None:
-        return None
     if isinstance(value, str):
         if not (value.isascii() and value.isdigit() and len(value) <= 12):
             return None
-        return float(value)
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
+        value = int(value)
+    return numeric_date(value)
 
 
 def _rate_limited(response: RawResponse) -> bool:
@@ -113,7 +108,9 @@ class _ApiProvider:
         if cache_ttl < 0 or negative_cache_ttl < 0:
             raise ConfigurationError("negative_cache_ttl", provider=name)
         self.name = name
-        self.token_prefixes = tuple(token_prefixes)
+        self.token_prefixes = as_tuple(token_prefixes)
+        if any(not prefix for prefix in self.token_prefixes):
+            raise ConfigurationError("empty_token_prefix", provider=name)
         self.cache_ttl = cache_ttl
         self.negative_cache_ttl = negative_cache_ttl
 
@@ -285,11 +282,11 @@ def _iso_time(value: Any) -> float | None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return numeric_date(moment.timestamp())
+    except (ValueError, OverflowError):  # e.g. year 10000 once in UTC
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _github_expiry(value: str | None) -> float | None:
@@ -398,7 +395,8 @@ class _GoogleSource(BoundProvider):
         info = response.json_object(provider=name)
         # `aud` must be ours: `azp` ours but `aud` another app's is a token our
         # client obtained for someone else's API (replayable against us).
-        if info.get("aud") not in self.google.client_ids:
+        aud = info.get("aud")
+        if not isinstance(aud, str) or aud not in self.google.client_ids:
             raise InvalidToken("audience_mismatch", provider=name, claim="aud")
         hosted = self.google.hosted_domain
         if hosted is not None and info.get("hd") != hosted:
@@ -574,7 +572,8 @@ class UserinfoProvider(_ApiProvider):
         userinfo_endpoint: Use this endpoint instead of discovery.
         token_prefixes: Prefixes of tokens routed here.
         accept_unprefixed: Whether opaque tokens without a known prefix may be
-            sent here (only the first such provider gets them).
+            sent here (only the first such provider gets them); by default only
+            when no ``token_prefixes`` are declared.
         cache_ttl: Longest reuse of a positive answer, in seconds.
     """
 
@@ -585,7 +584,7 @@ class UserinfoProvider(_ApiProvider):
         *,
         userinfo_endpoint: str | None = None,
         token_prefixes: Sequence[str] = (),
-        accept_unprefixed: bool = True,
+        accept_unprefixed: bool | None = None,
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
     ) -> None:
@@ -594,7 +593,9 @@ class UserinfoProvider(_ApiProvider):
         self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
         self.issuer = issuer
         self.userinfo_endpoint = userinfo_endpoint
-        self.accept_unprefixed = accept_unprefixed
+        self.accept_unprefixed = (
+            not self.token_prefixes if accept_unprefixed is None else accept_unprefixed
+        )
 
     def __repr__(self) -> str:
         return f"UserinfoProvider({self.name!r}, issuer={self.issuer!r})"
@@ -610,7 +611,9 @@ class _UserinfoSource(_ApiSource):
     ) -> None:
         super().__init__(provider, client, clock, timeout=timeout)
         self._provider = provider
-        self._metadata: ProviderMetadata | None = None
+        self._metadata = MetadataCache(
+            client, provider.issuer, clock=clock, label=provider.name, timeout=timeout
+        )
 
     async def warm_up(self) -> None:
         """Discover the userinfo endpoint ahead of the first request."""
@@ -620,11 +623,7 @@ class _UserinfoSource(_ApiSource):
         provider = self._provider
         if provider.userinfo_endpoint:
             return provider.userinfo_endpoint
-        if self._metadata is None:
-            self._metadata = await discover(
-                self._client, provider.issuer, label=self.name, timeout=self._timeout
-            )
-        endpoint = self._metadata.userinfo_endpoint
+        endpoint = (await self._metadata.get()).userinfo_endpoint
         if endpoint is None:
             raise ProviderUnavailable("metadata_without_userinfo_endpoint", provider=self.name)
         return endpoint
@@ -634,7 +633,8 @@ class _UserinfoSource(_ApiSource):
         response = await self._call(
             "GET", await self._endpoint(), headers={"Authorization": f"Bearer {token}"}
         )
-        if response.status == 401:
+        if response.status == 401 or (response.status == 403 and not _rate_limited(response)):
+            # 403: e.g. insufficient_scope (a token without `openid`): not for us.
             raise InvalidToken("rejected_by_provider", provider=self.name)
         if response.status != 200:
             raise _unavailable(response, self.name)

@@ -17,7 +17,7 @@ that kind of token, and never to more than one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from .._clock import Clock
@@ -124,6 +124,18 @@ class NoOpaque:
     async def verify_opaque(self, token: str) -> Verified:
         """Never called: no opaque token is routed here."""
         raise InvalidToken("unknown_token_format")
+
+
+def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A configuration value that is one string or several, as a tuple.
+
+    A bare string is one item, never its characters (``"ghp_"`` is one prefix).
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
 
 
 def strings(value: Any, *, split: bool) -> list[str]:

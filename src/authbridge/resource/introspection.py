@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -10,7 +9,8 @@ from urllib.parse import quote
 
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import JWTPolicy
-from ..jose._jwt import client_of
+from ..jose._jwt import client_of, numeric_date
+from .base import as_tuple
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
@@ -30,7 +30,8 @@ class Introspection:
         token_prefixes: Prefixes that mark this provider's opaque tokens
             (e.g. ``("ory_at_",)`` for ORY Hydra 2); such tokens are routed here.
         accept_unprefixed: Whether opaque tokens without a known prefix may be
-            sent here (only the first such provider, in declared order, gets them).
+            sent here (only the first such provider, in declared order, gets them);
+            by default only when no ``token_prefixes`` are declared.
         cache_ttl: Longest time an active result is reused (never past ``exp``).
         negative_cache_ttl: How long an inactive result is remembered.
 
@@ -46,11 +47,16 @@ class Introspection:
     endpoint: str | None = None
     auth_method: AuthMethod = "client_secret_basic"
     token_prefixes: Sequence[str] = ()
-    accept_unprefixed: bool = True
+    accept_unprefixed: bool | None = None
     cache_ttl: float = 60.0
     negative_cache_ttl: float = 5.0
 
     def __post_init__(self) -> None:
+        # One prefix given as a string is one prefix, not its characters.
+        object.__setattr__(self, "token_prefixes", as_tuple(self.token_prefixes))
+        if self.accept_unprefixed is None:
+            # With prefixes declared, other opaque tokens are not this provider's.
+            object.__setattr__(self, "accept_unprefixed", not self.token_prefixes)
         if not self.client_id or not self.client_secret:
             raise ConfigurationError("introspection_needs_client_credentials")
         if self.auth_method not in ("client_secret_basic", "client_secret_post"):
@@ -75,9 +81,10 @@ def _number(response: Mapping[str, Any], name: str) -> float | None:
     value = response.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    date = numeric_date(value)
+    if date is None:
         raise InvalidToken("invalid_claim_type", claim=name)
-    return float(value)
+    return date
 
 
 def check_introspection(
@@ -104,7 +111,7 @@ def check_introspection(
         if nbf is not None and nbf > now + leeway:
             raise InvalidToken("not_yet_valid", claim="nbf")
         iss = response.get("iss")
-        if iss is not None and iss not in policy.issuers:
+        if iss is not None and (not isinstance(iss, str) or iss not in policy.issuers):
             raise InvalidToken("issuer_mismatch", claim="iss")
         aud = response.get("aud")
         if aud is None and policy.audiences:
@@ -131,6 +138,9 @@ def check_introspection(
         token_use = response.get("token_use")  # ORY Hydra
         if token_use is not None and token_use != "access_token":
             raise InvalidToken("wrong_token_type", claim="token_use")
+        for name in policy.required_claims - {"iss", "exp"}:  # both optional in RFC 7662
+            if name not in response:
+                raise InvalidToken("missing_claim", claim=name)
         for name in ("sub", "client_id", "scope", "username", "jti"):
             if name in response and not isinstance(response[name], str):
                 raise InvalidToken("invalid_claim_type", claim=name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +20,8 @@ from ..jose import (
 )
 from ..jose._jwt import TokenType, client_of
 from ..jose.keys import HMAC_ALGS, key_from_secret
-from ..providers.discovery import ProviderMetadata, discover
-from .base import Verified, lookup, strings
+from ..providers.discovery import MetadataCache, ProviderMetadata
+from .base import Verified, as_tuple, lookup, strings
 from .introspection import Introspection, check_introspection, introspection_unavailable
 from .principal import Principal
 
@@ -30,14 +29,6 @@ DEFAULT_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )  # fmt: skip
 _ALWAYS_REQUIRED = frozenset({"iss", "exp"})
-
-
-def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
 
 
 class OIDCProvider:
@@ -126,7 +117,7 @@ class OIDCProvider:
             raise ConfigurationError("provider_name_required")
         if algorithms is None:
             algorithms = ("HS256",) if hmac_secret is not None else DEFAULT_ALGORITHMS
-        algs = frozenset(algorithms)
+        algs = frozenset(as_tuple(algorithms))
         if algs & HMAC_ALGS and hmac_secret is None:
             raise ConfigurationError("hmac_algorithms_need_hmac_secret", provider=name)
         if hmac_secret is not None and (jwks_uri is not None or discovery_url is not None):
@@ -137,8 +128,10 @@ class OIDCProvider:
         self.discovery_url = discovery_url
         if not 0 <= jwks_cooldown <= jwks_max_age or jwks_max_stale < 0:
             raise ConfigurationError("invalid_jwks_cache_settings", provider=name)
-        self.roles_claims = tuple(roles_claims)
-        self.scope_claims = tuple(scope_claims)
+        self.roles_claims = (
+            (roles_claims,) if isinstance(roles_claims, str) else tuple(roles_claims)
+        )
+        self.scope_claims = as_tuple(scope_claims)
         self.jwks_cooldown = float(jwks_cooldown)
         self.jwks_max_age = float(jwks_max_age)
         self.jwks_max_stale = float(jwks_max_stale)
@@ -146,16 +139,16 @@ class OIDCProvider:
         try:
             self.policy = JWTPolicy(
                 issuer=issuer,
-                audiences=frozenset(_as_tuple(audience)),
-                client_ids=frozenset(_as_tuple(client_ids)),
-                client_id_claims=tuple(client_id_claims),
+                audiences=frozenset(as_tuple(audience)),
+                client_ids=frozenset(as_tuple(client_ids)),
+                client_id_claims=as_tuple(client_id_claims),
                 claim_values=tuple((claim_values or {}).items()),
                 algorithms=algs,
                 token_type=token_type,
                 leeway=float(leeway),
-                required_claims=_ALWAYS_REQUIRED | frozenset(required_claims),
+                required_claims=_ALWAYS_REQUIRED | frozenset(as_tuple(required_claims)),
                 max_token_bytes=max_token_bytes,
-                issuer_aliases=frozenset(issuer_aliases),
+                issuer_aliases=frozenset(as_tuple(issuer_aliases)),
             )
         except ConfigurationError as exc:
             raise ConfigurationError(exc.reason, provider=name) from None
@@ -221,8 +214,15 @@ class BoundProvider:
         self._client = client
         self._clock = clock
         self._timeout = timeout
-        self.metadata: ProviderMetadata | None = None
-        self._metadata_task: asyncio.Task[ProviderMetadata] | None = None
+        self._metadata = MetadataCache(
+            client,
+            provider.issuer,
+            clock=clock,
+            url=provider.discovery_url,
+            label=provider.name,
+            timeout=timeout,
+            cooldown=provider.jwks_cooldown,
+        )
         self.jwks: RemoteJWKS | None = None
         if provider._static_keys is None:
             self.jwks = RemoteJWKS(
@@ -256,32 +256,14 @@ class BoundProvider:
         introspection = self.provider.introspection
         return introspection.negative_cache_ttl if introspection else 0.0
 
+    @property
+    def metadata(self) -> ProviderMetadata | None:
+        """The discovered metadata, once loaded."""
+        return self._metadata.metadata
+
     async def load_metadata(self) -> ProviderMetadata:
-        """Discover the provider's metadata once (one fetch in flight; cached after success)."""
-        if self.metadata is not None:
-            return self.metadata
-        task = self._metadata_task
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._discover())
-            task.add_done_callback(self._discovered)
-            self._metadata_task = task
-        return await asyncio.shield(task)
-
-    async def _discover(self) -> ProviderMetadata:
-        metadata = await discover(
-            self._client,
-            self.provider.issuer,
-            url=self.provider.discovery_url,
-            label=self.provider.name,
-            timeout=self._timeout,
-        )
-        self.metadata = metadata
-        return metadata
-
-    def _discovered(self, task: asyncio.Task[ProviderMetadata]) -> None:
-        self._metadata_task = None
-        if not task.cancelled():
-            task.exception()  # retrieved here; waiters re-raise it themselves
+        """Discover the provider's metadata (once; see :class:`MetadataCache`)."""
+        return await self._metadata.get()
 
     async def _jwks_uri_from_metadata(self) -> str:
         metadata = await self.load_metadata()
@@ -308,7 +290,8 @@ class BoundProvider:
             if self.jwks is None:
                 keyset = provider._static_keys
                 assert keyset is not None  # noqa: S101
-                return self._finish(parsed, alg, keyset, keyset.candidates(kid, alg))
+                # A configured secret is the one key, whatever `kid` the issuer sends.
+                return self._finish(parsed, alg, keyset, keyset.candidates(None, alg))
             found = self.jwks.lookup_cached(kid, alg)
             if found is None:
                 return None
