@@ -14,7 +14,9 @@ class Principal(BaseModel):
     """Who is calling, from a verified token.
 
     Usable as a FastAPI response model. ``claims`` holds the verified token
-    claims as received; the other fields are normalised views of them.
+    claims as received; the other fields are normalised views of them. A
+    principal is cached and shared by every request carrying the same token:
+    treat it, ``claims`` included, as read-only.
 
     Example:
         ```python
