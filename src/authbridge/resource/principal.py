@@ -53,7 +53,8 @@ class Principal(BaseModel):
         """
         principal = cls.__new__(cls)
         _set(principal, "__dict__", values)
-        _set(principal, "__pydantic_fields_set__", set(values))
+        # Every field is given; frozen models never change this set, so one is shared.
+        _set(principal, "__pydantic_fields_set__", _ALL_FIELDS)
         _set(principal, "__pydantic_extra__", None)
         _set(principal, "__pydantic_private__", None)
         return principal
@@ -65,3 +66,6 @@ class Principal(BaseModel):
     def has_roles(self, *roles: str) -> bool:
         """Whether the principal holds every one of ``roles``."""
         return self.roles.issuperset(roles)
+
+
+_ALL_FIELDS: set[str] = set(Principal.model_fields)

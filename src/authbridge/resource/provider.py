@@ -132,6 +132,7 @@ class OIDCProvider:
             (roles_claims,) if isinstance(roles_claims, str) else tuple(roles_claims)
         )
         self.scope_claims = as_tuple(scope_claims)
+        self._plain_scopes = self.scope_claims == ("scope", "scp")
         self.jwks_cooldown = float(jwks_cooldown)
         self.jwks_max_age = float(jwks_max_age)
         self.jwks_max_stale = float(jwks_max_stale)
@@ -163,11 +164,16 @@ class OIDCProvider:
 
     def principal_from(self, claims: Mapping[str, Any]) -> Principal:
         """Build the :class:`Principal` for verified ``claims``."""
-        scopes: set[str] = set()
-        for name in self.scope_claims:
-            value = claims.get(name)
-            if value is not None:
-                scopes.update(strings(value, split=True))
+        scope = claims.get("scope")
+        if self._plain_scopes and isinstance(scope, str) and "scp" not in claims:
+            scopes = frozenset(scope.split())  # the common case, without the general loop
+        else:
+            found: set[str] = set()
+            for name in self.scope_claims:
+                value = claims.get(name)
+                if value is not None:
+                    found.update(strings(value, split=True))
+            scopes = frozenset(found)
         roles: set[str] = set()
         for path in self.roles_claims:
             roles.update(strings(lookup(claims, path), split=False))
@@ -179,7 +185,7 @@ class OIDCProvider:
                 "issuer": self.issuer,
                 "subject": claims.get("sub"),
                 "client_id": client,
-                "scopes": frozenset(scopes),
+                "scopes": scopes,
                 "roles": frozenset(roles),
                 "expires_at": datetime.fromtimestamp(exp, UTC) if exp is not None else None,
                 "token_id": claims.get("jti"),

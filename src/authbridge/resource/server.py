@@ -9,7 +9,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 
@@ -29,14 +29,9 @@ MAX_CACHE_TTL = 300.0
 """Upper bound on how long a verified token is served from cache."""
 
 
-class _Entry(NamedTuple):
-    """A cached outcome: a principal, or (for opaque tokens) a remembered refusal."""
-
-    principal: Principal | None
-    cache_until: float
-    source: Source
-    marker: object
-    refusal: InvalidToken | None = None
+# A cached outcome: (principal or None, cache_until, source, marker, refusal or None).
+# A plain tuple: built on every first sight, read on every repeat.
+_Entry = tuple[Principal | None, float, Source, object, InvalidToken | None]
 
 
 class ResourceServer:
@@ -189,14 +184,12 @@ class ResourceServer:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         hit = cache.get(digest)
         if hit is not None:
-            marker = hit.marker
-            if self._clock() < hit.cache_until and (
-                marker is None or hit.source.cache_marker is marker
-            ):
-                if hit.principal is not None:
-                    return hit.principal
-                assert hit.refusal is not None  # noqa: S101
-                raise InvalidToken(hit.refusal.reason, provider=hit.refusal.provider)
+            cached, until, owner, marker, refusal = hit
+            if self._clock() < until and (marker is None or owner.cache_marker is marker):
+                if cached is not None:
+                    return cached
+                assert refusal is not None  # noqa: S101
+                raise InvalidToken(refusal.reason, provider=refusal.provider)
             cache.pop(digest, None)
 
         source = self.route(token) if self._prefixes else None
@@ -218,7 +211,7 @@ class ResourceServer:
                     until = min(verified.cache_until, self._clock() + MAX_CACHE_TTL)
                     if len(cache) >= self._cache_size:
                         cache.popitem(last=False)
-                    cache[digest] = _Entry(principal, until, source, verified.marker)
+                    cache[digest] = (principal, until, source, verified.marker, None)
                 return principal
             if dots == 4:
                 raise InvalidToken("jwe_not_accepted")
@@ -272,4 +265,4 @@ class ResourceServer:
         cache = self._cache
         if len(cache) >= self._cache_size:
             cache.popitem(last=False)
-        cache[digest] = _Entry(principal, cache_until, source, marker, refusal)
+        cache[digest] = (principal, cache_until, source, marker, refusal)
