@@ -5,6 +5,9 @@ authenticated:
 
 * ``/open``       no authentication (the baseline),
 * ``/protected``  ``Security(auth.principal, scopes=["items:read"])`` from authbridge,
+* ``/noop``       the floor of any token dependency: a no-op ``Security()`` dependency with
+  the same parameters as authbridge's (``HTTPConnection``, ``SecurityScopes``) that only
+  reads the ``Authorization`` header,
 * ``/tutorial``   the FastAPI tutorial approach: a sync ``def`` dependency on
   ``OAuth2PasswordBearer`` that calls PyJWT's ``jwt.decode`` (RS256, the issuer's public key
   fetched once at start-up).
@@ -20,7 +23,8 @@ from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Security, status
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
+from starlette.requests import HTTPConnection
 
 from authbridge import AuthBridge, OIDCProvider, Principal
 
@@ -42,6 +46,17 @@ async def open_route() -> dict[str, str]:
 @app.get("/protected")
 async def protected_route(
     user: Annotated[Principal, Security(auth.principal, scopes=[SCOPE])],
+) -> dict[str, str]:
+    return BODY
+
+
+async def header_only(connection: HTTPConnection, security_scopes: SecurityScopes) -> str:
+    return connection.headers.get("authorization", "")
+
+
+@app.get("/noop")
+async def noop_route(
+    token: Annotated[str, Security(header_only, scopes=[SCOPE])],
 ) -> dict[str, str]:
     return BODY
 

@@ -299,6 +299,7 @@ def run(cfg: WrkConfig | None = None) -> dict[str, Any]:
             Scenario("protected_warm", "protected, warm token", "/protected", warm_token),
             Scenario("protected_distinct", "protected, distinct", "/protected", distinct=True),
             Scenario("tutorial_pyjwt", "tutorial (PyJWT)", "/tutorial", warm_token),
+            Scenario("noop_dependency", "no-op dependency", "/noop", warm_token),
         ]
         with uvicorn_server(fake.issuer, discovery["jwks_uri"], OUT_DIR / "uvicorn.log") as server:
             _check_routes(server["base_url"], warm_token)
@@ -317,6 +318,7 @@ def run(cfg: WrkConfig | None = None) -> dict[str, Any]:
             count += more
             print(f"  minted {count} distinct RS256 tokens in {mint_s:.1f} s", flush=True)
             load.run(scenarios[3], cfg.warmup_s)
+            load.run(scenarios[4], cfg.warmup_s)
             runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in scenarios}
             for r in range(cfg.rounds):
                 order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
@@ -337,6 +339,7 @@ def run(cfg: WrkConfig | None = None) -> dict[str, Any]:
             ("warm", "protected_warm"),
             ("distinct", "protected_distinct"),
             ("tutorial", "tutorial_pyjwt"),
+            ("noop_dependency", "noop_dependency"),
         )
     }
     distinct = results["protected_distinct"]
@@ -385,6 +388,7 @@ def _check_routes(base: str, token: str) -> None:
         ("/protected", None, 401),
         ("/tutorial", token, 200),
         ("/tutorial", None, 401),
+        ("/noop", token, 200),
     ]
     for path, tok, status in expected:
         headers = {"Authorization": f"Bearer {tok}"} if tok else {}

@@ -20,6 +20,7 @@ _HTTP_LABELS = {
     "protected_warm": "authbridge `Security(auth.principal)`, one warm token",
     "protected_distinct": "authbridge, every request a distinct token",
     "tutorial_pyjwt": "FastAPI tutorial: sync `def` dependency + PyJWT, warm token",
+    "noop_dependency": "floor: a no-op `Security()` dependency with the same parameters",
 }
 
 
@@ -79,6 +80,8 @@ def render(results: dict[str, Any]) -> str:
         f"| ≥ 0.6{X} | {_met(results, 'http_ratio_distinct')} |",
         f"| `http_ratio_tutorial` | {_fmt(results['http_ratio_tutorial'], 3)}{X} "
         f"| none (≈ 0.38{X} measured elsewhere) | reference |",
+        f"| `http_ratio_noop_dependency` | {_fmt(results['http_ratio_noop_dependency'], 3)}{X} "
+        "| none: FastAPI's own cost of any token dependency | floor |",
         f"| `peak_rss_mib_1m_tokens` | {_fmt(mem['peak_rss_mib'], 1)} MiB "
         f"(baseline {_fmt(mem['baseline_peak_rss_mib'], 1)} MiB) "
         f"| bounded by `cache_size` ({mem['cache_size']}) | see below |",
@@ -140,6 +143,7 @@ def render(results: dict[str, Any]) -> str:
         "protected_warm": http["ratios"]["warm"],
         "protected_distinct": http["ratios"]["distinct"],
         "tutorial_pyjwt": http["ratios"]["tutorial"],
+        "noop_dependency": http["ratios"]["noop_dependency"],
     }
     for name, label in _HTTP_LABELS.items():
         s = http["scenarios"][name]

@@ -68,6 +68,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         out["http_ratio_warm"] = http["ratios"]["warm"]
         out["http_ratio_distinct"] = http["ratios"]["distinct"]
         out["http_ratio_tutorial"] = http["ratios"]["tutorial"]
+        out["http_ratio_noop_dependency"] = http["ratios"]["noop_dependency"]
         out["http_rps"] = {name: s["rps"] for name, s in http["scenarios"].items()}
         out["http_disturbed"] = http["disturbed"]
     if introspection := results.get("introspection"):
