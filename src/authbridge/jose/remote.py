@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -28,6 +27,7 @@ from .._http import (
     fetch_json,
     max_age_from_cache_control,
 )
+from .._shared import SharedTasks
 from ..errors import ProviderUnavailable
 from .keys import KeySet, VerificationKey, import_jwks
 
@@ -77,7 +77,7 @@ class RemoteJWKS:
         self._expires_at = float("-inf")
         self._last_attempt = float("-inf")
         self._last_failed = False
-        self._inflight: asyncio.Task[KeySet] | None = None
+        self._fetches: SharedTasks[KeySet] = SharedTasks()
         self.fetch_count = 0
         """Number of JWKS requests made (for tests and diagnostics)."""
 
@@ -129,7 +129,8 @@ class RemoteJWKS:
     async def _usable_keys(self, now: float) -> KeySet:
         keys = self._keys
         stale_ok = keys is not None and now < self._expires_at + self._max_stale
-        if self._last_failed and now - self._last_attempt < self._cooldown and not self._inflight:
+        recently_failed = self._last_failed and now - self._last_attempt < self._cooldown
+        if recently_failed and not self._fetches.running():
             if stale_ok and keys is not None:
                 return keys
             raise ProviderUnavailable("jwks_recently_failed", provider=self._label)
@@ -143,18 +144,7 @@ class RemoteJWKS:
 
     async def refresh(self) -> KeySet:
         """Fetch the key set now, joining a fetch already in flight."""
-        task = self._inflight
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch())
-            task.add_done_callback(self._fetch_done)
-            self._inflight = task
-        # shield: a caller being cancelled must not cancel the shared fetch.
-        return await asyncio.shield(task)
-
-    def _fetch_done(self, task: asyncio.Task[KeySet]) -> None:
-        self._inflight = None
-        if not task.cancelled():
-            task.exception()  # mark retrieved; waiters re-raise it themselves
+        return await self._fetches.run(self._fetch)
 
     async def _fetch(self) -> KeySet:
         self._last_attempt = self._clock()

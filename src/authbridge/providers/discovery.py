@@ -7,7 +7,6 @@ every token routed to it is refused (fail closed).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ import httpx
 
 from .._clock import Clock
 from .._http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, ClientSource, fetch_json
+from .._shared import SharedTasks
 from ..errors import ProviderUnavailable
 
 OIDC_SUFFIX = "/.well-known/openid-configuration"
@@ -159,7 +159,7 @@ class MetadataCache:
         self._timeout = timeout
         self._cooldown = cooldown
         self.metadata: ProviderMetadata | None = None
-        self._task: asyncio.Task[ProviderMetadata] | None = None
+        self._discoveries: SharedTasks[ProviderMetadata] = SharedTasks()
         self._failed_at = float("-inf")
 
     async def get(self) -> ProviderMetadata:
@@ -170,14 +170,9 @@ class MetadataCache:
         """
         if self.metadata is not None:
             return self.metadata
-        task = self._task
-        if task is None:
-            if self._clock() - self._failed_at < self._cooldown:
-                raise ProviderUnavailable("discovery_recently_failed", provider=self._label)
-            task = asyncio.get_running_loop().create_task(self._discover())
-            task.add_done_callback(self._done)
-            self._task = task
-        return await asyncio.shield(task)
+        if not self._discoveries.running() and self._clock() - self._failed_at < self._cooldown:
+            raise ProviderUnavailable("discovery_recently_failed", provider=self._label)
+        return await self._discoveries.run(self._discover)
 
     async def _discover(self) -> ProviderMetadata:
         try:
@@ -193,8 +188,3 @@ class MetadataCache:
             raise
         self.metadata = metadata
         return metadata
-
-    def _done(self, task: asyncio.Task[ProviderMetadata]) -> None:
-        self._task = None
-        if not task.cancelled():
-            task.exception()  # retrieved here; waiters re-raise it themselves

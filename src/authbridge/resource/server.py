@@ -15,6 +15,7 @@ import httpx
 
 from .._clock import Clock, system_clock
 from .._http import DEFAULT_TIMEOUT, HttpClientHolder
+from .._shared import SharedTasks
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import parse_compact
 from .base import Provider, Source
@@ -77,7 +78,7 @@ class ResourceServer:
         self._clock = clock
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
-        self._inflight: dict[bytes, asyncio.Task[Principal]] = {}
+        self._asking: SharedTasks[Principal] = SharedTasks()
         self._providers = tuple(providers)
         self._by_name: dict[str, Source] = {}
         self._by_issuer: dict[str, Source] = {}
@@ -226,14 +227,9 @@ class ResourceServer:
     async def _verify_opaque(self, source: Source, token: str, digest: bytes) -> Principal:
         if not self._cache_size:
             return (await source.verify_opaque(token)).principal
-        task = self._inflight.get(digest)
-        if task is None:
-            # Concurrent requests with this very token share one provider call,
-            # which a cancelled request does not cancel for the others.
-            task = asyncio.get_running_loop().create_task(self._ask(source, token, digest))
-            self._inflight[digest] = task
-            task.add_done_callback(lambda done: self._asked(digest, done))
-        return await asyncio.shield(task)
+        # Concurrent requests with this very token share one provider call,
+        # which a cancelled request does not cancel for the others.
+        return await self._asking.run(lambda: self._ask(source, token, digest), key=digest)
 
     async def _ask(self, source: Source, token: str, digest: bytes) -> Principal:
         try:
@@ -245,11 +241,6 @@ class ResourceServer:
             raise
         self._remember(digest, source, verified.principal, verified.cache_until, verified.marker)
         return verified.principal
-
-    def _asked(self, digest: bytes, task: asyncio.Task[Principal]) -> None:
-        self._inflight.pop(digest, None)
-        if not task.cancelled():
-            task.exception()  # retrieved here; waiters re-raise it themselves
 
     def _remember(
         self,
