@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .._clock import Clock
-from .._http import ClientSource, RawResponse, request
+from .._http import DEFAULT_TIMEOUT, ClientSource, RawResponse, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose._jwt import TokenType, numeric_date
 from ..providers.discovery import MetadataCache
@@ -355,7 +355,9 @@ class GoogleProvider(OIDCProvider):
     def __repr__(self) -> str:
         return f"GoogleProvider(name={self.name!r})"
 
-    def bind(self, client: ClientSource, clock: Clock, *, timeout: float = 5.0) -> _GoogleSource:
+    def bind(
+        self, client: ClientSource, clock: Clock, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> _GoogleSource:
         """Create the runtime for one app."""
         return _GoogleSource(self, client, clock, timeout=timeout)
 
