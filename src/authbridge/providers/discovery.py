@@ -16,7 +16,7 @@ import httpx
 from .._clock import Clock
 from .._http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, ClientSource, fetch_json
 from .._shared import SharedTasks
-from ..errors import ProviderUnavailable
+from ..errors import ConfigurationError, ProviderUnavailable
 
 OIDC_SUFFIX = "/.well-known/openid-configuration"
 RFC8414_SUFFIX = "/.well-known/oauth-authorization-server"
@@ -35,6 +35,54 @@ class ProviderMetadata:
     revocation_endpoint: str | None = None
     scopes_supported: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def check_issuer_url(issuer: object, *, provider: str | None = None) -> None:
+    """Refuse, at construction time, an issuer that cannot be an issuer identifier.
+
+    RFC 8414 §2 / OIDC Discovery §3: an ``http(s)`` URL with a host, without query
+    or fragment. A ``/.well-known/...`` suffix is the metadata URL, not the issuer
+    (give that one as ``discovery_url``). The value is otherwise used exactly as
+    given: trailing slashes matter.
+
+    Raises:
+        ConfigurationError: with the fix in its message.
+    """
+    if not isinstance(issuer, str) or not issuer:
+        raise ConfigurationError("issuer_required", provider=provider)
+    try:
+        parts = urlsplit(issuer)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(
+            "issuer_not_an_http_url",
+            provider=provider,
+            message=f"the issuer must be an https:// URL with a host, got {issuer!r}",
+        )
+    if parts.query or parts.fragment or issuer.endswith(("?", "#")):
+        raise ConfigurationError(
+            "issuer_with_query",
+            provider=provider,
+            message=f"an issuer has no query or fragment, got {issuer!r}",
+        )
+    if "/.well-known/" in parts.path:
+        base = issuer[: issuer.index("/.well-known/")]
+        raise ConfigurationError(
+            "issuer_is_a_metadata_url",
+            provider=provider,
+            message=(
+                f"{issuer!r} is a metadata URL, not an issuer: use issuer={base!r} (or "
+                f"{base + '/'!r}: exactly the token's iss) and, if the metadata lives "
+                "elsewhere, discovery_url=..."
+            ),
+        )
+    if any(c.isspace() for c in issuer):
+        raise ConfigurationError(
+            "issuer_with_whitespace",
+            provider=provider,
+            message=f"the issuer contains whitespace: {issuer!r}",
+        )
 
 
 def discovery_urls(issuer: str) -> tuple[str, str]:

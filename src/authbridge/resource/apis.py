@@ -26,7 +26,7 @@ from .._clock import Clock
 from .._http import DEFAULT_TIMEOUT, ClientSource, RawResponse, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose._jwt import TokenType, numeric_date
-from ..providers.discovery import MetadataCache
+from ..providers.discovery import MetadataCache, check_issuer_url
 from .base import NoJWT, Verified, as_tuple, strings
 from .principal import Principal
 from .provider import BoundProvider, OIDCProvider
@@ -590,8 +590,7 @@ class UserinfoProvider(_ApiProvider):
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
     ) -> None:
-        if not issuer:
-            raise ConfigurationError("issuer_required", provider=name)
+        check_issuer_url(issuer, provider=name)
         self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
         self.issuer = issuer
         self.userinfo_endpoint = userinfo_endpoint

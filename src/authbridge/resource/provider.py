@@ -20,7 +20,7 @@ from ..jose import (
 )
 from ..jose._jwt import TokenType, client_of
 from ..jose.keys import HMAC_ALGS, key_from_secret
-from ..providers.discovery import MetadataCache, ProviderMetadata
+from ..providers.discovery import MetadataCache, ProviderMetadata, check_issuer_url
 from .base import Verified, as_tuple, lookup, strings
 from .introspection import Introspection, check_introspection, introspection_unavailable
 from .principal import Principal
@@ -115,6 +115,7 @@ class OIDCProvider:
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("provider_name_required")
+        check_issuer_url(issuer, provider=name)
         if algorithms is None:
             algorithms = ("HS256",) if hmac_secret is not None else DEFAULT_ALGORITHMS
         algs = frozenset(as_tuple(algorithms))
@@ -152,7 +153,7 @@ class OIDCProvider:
                 issuer_aliases=frozenset(as_tuple(issuer_aliases)),
             )
         except ConfigurationError as exc:
-            raise ConfigurationError(exc.reason, provider=name) from None
+            raise exc.for_provider(name) from None
         self._static_keys = (
             KeySet([key_from_secret(hmac_secret, algorithms=algs)])
             if hmac_secret is not None
