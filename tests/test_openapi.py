@@ -11,8 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from fastapi import FastAPI, Security
+from fastapi import APIRouter, FastAPI, Security
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 
 from authbridge import (
     AuthBridge,
@@ -76,8 +77,9 @@ def test_security_scheme_is_http_bearer() -> None:
             "type": "http",
             "scheme": "bearer",
             "description": (
-                "Paste an access token issued by: hydra (https://auth.example.org/), "
-                "auth0 (https://tenant.eu.auth0.com/)"
+                "Paste an access token from any of these sources:\n\n"
+                "- **hydra**: An access token (JWT) issued by https://auth.example.org/\n"
+                "- **auth0**: An access token (JWT) issued by https://tenant.eu.auth0.com/"
             ),
         }
     }
@@ -116,6 +118,15 @@ def build_login_app() -> tuple[FastAPI, AuthBridge]:
     async def maybe(user: Principal | None = Security(auth.optional_principal)) -> dict:
         return {}
 
+    @app.get("/me")
+    async def me(user: Principal = Security(auth.principal)) -> dict:
+        """Who you are."""
+        return {}
+
+    @app.get("/public")
+    async def public() -> dict:
+        return {}
+
     auth.install(app)
     return app, auth
 
@@ -133,6 +144,13 @@ def test_login_schemes_are_alternatives() -> None:
         {"BearerToken": ["items:read"]},
         {"hydra": ["items:read"]},
         {"hydra-oidc": ["items:read"]},
+    ]
+    # Optional: an empty requirement too, so anonymous calls are documented as fine.
+    assert document["paths"]["/maybe"]["get"]["security"] == [
+        {"BearerToken": []},
+        {"hydra": []},
+        {"hydra-oidc": []},
+        {},
     ]
     schemes = document["components"]["securitySchemes"]
     assert schemes["hydra"]["type"] == "oauth2"
@@ -190,24 +208,24 @@ def test_several_sources_are_listed_as_alternatives() -> None:
     auth.install(app)
     document = app.openapi()
     validate(document)
+    # One paste-a-token box for every source; the login schemes as alternatives.
     assert document["paths"]["/items"]["get"]["security"] == [
         {"BearerToken": ["items:read"]},
-        {"github": ["items:read"]},
-        {"google": ["items:read"]},
         {"hydra": ["items:read"]},
         {"hydra-oidc": ["items:read"]},
     ]
     assert "security" not in document["paths"]["/public"]["get"]
     schemes = document["components"]["securitySchemes"]
-    assert schemes["github"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "description": (
-            "A GitHub token (ghp_..., gho_..., ghu_..., ghs_..., ghr_..., github_pat_...)"
-        ),
-    }
-    assert schemes["google"]["description"] == "A Google ID token or access token (ya29.)"
-    assert schemes["hydra"]["type"] == "oauth2"  # the login scheme, not a second paste box
+    assert set(schemes) == {"BearerToken", "hydra", "hydra-oidc"}
+    assert schemes["BearerToken"]["description"].splitlines() == [
+        "Paste an access token from any of these sources:",
+        "",
+        "- **hydra**: An access token (JWT or opaque) issued by https://auth.example.org/",
+        "- **github**: A GitHub token "
+        "(ghp_..., gho_..., ghu_..., ghs_..., ghr_..., github_pat_...)",
+        "- **google**: A Google ID token or access token (ya29.)",
+    ]
+    assert schemes["hydra"]["type"] == "oauth2"  # the login scheme
     # Built once; the routes' own requirement objects are not duplicated on rebuilds.
     assert app.openapi() is document
     app.openapi_schema = None
@@ -215,3 +233,153 @@ def test_several_sources_are_listed_as_alternatives() -> None:
         app.openapi()["paths"]["/items"]["get"]["security"]
         == document["paths"]["/items"]["get"]["security"]
     )
+
+
+# --- What install() adds to each protected operation ---------------------------------------
+
+
+def installed(build_routes) -> FastAPI:
+    auth = AuthBridge(
+        providers=[
+            OIDCProvider(
+                "hydra", issuer="https://auth.example.org/", audience="https://api.example.org"
+            )
+        ]
+    )
+    app = FastAPI(docs_url=None, lifespan=auth.lifespan)
+    build_routes(app, auth)
+    auth.install(app)
+    return app
+
+
+def test_refusals_are_declared_with_their_headers() -> None:
+    def routes(app: FastAPI, auth: AuthBridge) -> None:
+        @app.get("/items")
+        async def items(
+            user: Principal = Security(auth.principal, scopes=["items:read", "items:write"]),
+        ) -> dict:
+            return {}
+
+        @app.get("/me")
+        async def me(user: Principal = Security(auth.principal)) -> dict:
+            return {}
+
+        @app.get("/public")
+        async def public() -> dict:
+            return {}
+
+    document = installed(routes).openapi()
+    validate(document)
+    items = document["paths"]["/items"]["get"]["responses"]
+    assert set(items) == {"200", "401", "403", "503"}
+    assert "WWW-Authenticate" in items["401"]["headers"]
+    forbidden = items["403"]
+    assert forbidden["description"] == (
+        "The token lacks a required scope: `items:read`, `items:write`"
+    )
+    assert (
+        'scope="items:read items:write"' in forbidden["headers"]["WWW-Authenticate"]["description"]
+    )
+    assert items["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+    me = document["paths"]["/me"]["get"]["responses"]
+    assert set(me) == {"200", "401", "503"}  # no scope, no 403
+    assert set(document["paths"]["/public"]["get"]["responses"]) == {"200"}
+
+
+def test_scopes_are_in_the_description() -> None:
+    def routes(app: FastAPI, auth: AuthBridge) -> None:
+        @app.get("/items")
+        async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
+            """List the items."""
+            return {}
+
+        @app.get("/me", description="Who you are.")
+        async def me(user: Principal = Security(auth.principal)) -> dict:
+            return {}
+
+        @app.get("/maybe")
+        async def maybe(
+            user: Principal | None = Security(auth.optional_principal, scopes=["items:read"]),
+        ) -> dict:
+            return {}
+
+        @app.get("/hello")
+        async def hello(user: Principal | None = Security(auth.optional_principal)) -> dict:
+            return {}
+
+    app = installed(routes)
+    paths = app.openapi()["paths"]
+    assert paths["/items"]["get"]["description"] == (
+        "List the items.\n\nRequires scopes: `items:read`."
+    )
+    assert paths["/me"]["get"]["description"] == "Who you are."
+    assert paths["/maybe"]["get"]["description"] == (
+        "Access token optional; when one is sent, it requires scopes: `items:read`."
+    )
+    assert paths["/hello"]["get"]["description"] == "Access token optional."
+    assert {} in paths["/hello"]["get"]["security"]
+    assert "403" not in paths["/hello"]["get"]["responses"]
+    # Rebuilding the document adds nothing twice.
+    app.openapi_schema = None
+    again = app.openapi()["paths"]
+    assert again == paths
+
+
+def test_router_scopes_add_up_and_prefixes_are_followed() -> None:
+    def routes(app: FastAPI, auth: AuthBridge) -> None:
+        admin = APIRouter(dependencies=[Security(auth.principal, scopes=["admin"])])
+
+        @admin.get("/items")
+        async def admin_items(
+            user: Principal = Security(auth.principal, scopes=["items:read"]),
+        ) -> dict:
+            return {}
+
+        inner = APIRouter()
+
+        @inner.get("/maybe")
+        async def maybe(user: Principal | None = Security(auth.optional_principal)) -> dict:
+            return {}
+
+        app.include_router(admin, prefix="/admin")
+        app.include_router(inner, prefix="/v1")
+
+    document = installed(routes).openapi()
+    validate(document)
+    operation = document["paths"]["/admin/items"]["get"]
+    assert operation["description"] == "Requires scopes: `admin`, `items:read`."
+    assert "`admin`, `items:read`" in operation["responses"]["403"]["description"]
+    assert {} not in operation["security"]
+    assert {} in document["paths"]["/v1/maybe"]["get"]["security"]
+
+
+def test_responses_the_app_declares_are_kept() -> None:
+    def routes(app: FastAPI, auth: AuthBridge) -> None:
+        @app.get("/items", responses={401: {"description": "Log in first"}})
+        async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
+            return {}
+
+    responses = installed(routes).openapi()["paths"]["/items"]["get"]["responses"]
+    assert responses["401"] == {"description": "Log in first"}
+    assert "403" in responses
+
+
+class AuthRefusal(BaseModel):
+    code: int
+
+
+def test_an_app_model_named_like_the_refusal_schema_is_left_alone() -> None:
+    def routes(app: FastAPI, auth: AuthBridge) -> None:
+        @app.get("/items")
+        async def items(
+            user: Principal = Security(auth.principal, scopes=["items:read"]),
+        ) -> AuthRefusal:
+            return AuthRefusal(code=1)
+
+    document = installed(routes).openapi()
+    validate(document)
+    assert document["components"]["schemas"]["AuthRefusal"]["properties"] == {
+        "code": {"title": "Code", "type": "integer"}
+    }
+    body = document["paths"]["/items"]["get"]["responses"]["401"]["content"]
+    assert body["application/json"]["schema"]["required"] == ["detail"]  # inlined

@@ -5,8 +5,12 @@
 * ``swagger_op`` (module): ``oidc-provider`` whose Swagger client may call its token endpoint
   from the API's origin (CORS).
 * ``api_url`` (module): the API (:func:`build_api`) served by uvicorn on 127.0.0.1 in a thread.
+* ``api_url`` also serves the API under ``/tenants/{tenant}`` (a templated mount: the tenant
+  segment, chosen by whoever writes the URL, becomes the ``root_path``).
 * ``page`` (function): a page in a fresh Chromium profile; when the test fails, every open page
   is screenshotted into the test's ``tmp_path`` (the paths are printed with the report).
+* ``browser_log`` (function): Content-Security-Policy violations and uncaught script errors of
+  every page of that profile (pop-ups included), for tests to assert there are none.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import socket
 import threading
 import time
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI, Security
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from authbridge import AuthBridge, OIDCProvider, Principal, SwaggerLogin
 from interop.op import (
@@ -130,10 +137,18 @@ def build_api(op: OidcProvider, resource: str) -> FastAPI:
     return app
 
 
+def serve_with_tenants(api: FastAPI) -> Starlette:
+    """``api`` at ``/`` and under the templated mount ``/tenants/{tenant}``, one lifespan."""
+    return Starlette(
+        routes=[Mount("/tenants/{tenant}", app=api), Mount("/", app=api)],
+        lifespan=api.router.lifespan_context,
+    )
+
+
 @pytest.fixture(scope="module")
 def api_url(swagger_op: OidcProvider, api_socket: socket.socket, api_origin: str) -> Iterator[str]:
     """The API served by uvicorn in a thread; its lifespan runs discovery at the provider."""
-    app = build_api(swagger_op, resource=api_origin)
+    app = serve_with_tenants(build_api(swagger_op, resource=api_origin))
     config = uvicorn.Config(app, lifespan="on", ws="none", log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -152,8 +167,34 @@ def api_url(swagger_op: OidcProvider, api_socket: socket.socket, api_origin: str
         thread.join(SERVER_STOP_TIMEOUT)
 
 
+# Reports every CSP violation of a page as a console message (Chromium's own
+# "Refused to ..." messages are not console API calls, so Playwright does not see them).
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.documentURI} (${event.sourceFile}:${event.lineNumber})`);
+});
+"""
+_VIOLATION = "CSP violation: "
+
+
+@dataclass
+class BrowserLog:
+    """What went wrong in the pages of one browser profile."""
+
+    csp_violations: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-def page(chromium_path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
+def browser_log() -> BrowserLog:
+    return BrowserLog()
+
+
+@pytest.fixture
+def page(
+    chromium_path: Path, tmp_path: Path, request: pytest.FixtureRequest, browser_log: BrowserLog
+) -> Iterator[Page]:
     """A page in a fresh Chromium profile under ``tmp_path``; screenshots on failure."""
     # Imported here: without the package the tests are skipped (or failed) by chromium_path.
     from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415
@@ -167,6 +208,16 @@ def page(chromium_path: Path, tmp_path: Path, request: pytest.FixtureRequest) ->
             args=list(CHROMIUM_ARGS),
             viewport={"width": 1280, "height": 1000},
         )
+        context.add_init_script(_REPORT_CSP_VIOLATIONS)
+        context.on(
+            "console",
+            lambda message: (
+                browser_log.csp_violations.append(message.text)
+                if message.text.startswith(_VIOLATION)
+                else None
+            ),
+        )
+        context.on("weberror", lambda error: browser_log.page_errors.append(str(error.error)))
         try:
             context.set_default_timeout(ACTION_TIMEOUT_MS)
             yield context.pages[0] if context.pages else context.new_page()

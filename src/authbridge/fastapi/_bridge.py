@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -13,22 +13,26 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
-from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.responses import JSONResponse
 
 from .._clock import Clock, system_clock
-from .._http import DEFAULT_TIMEOUT
-from ..errors import ConfigurationError, ProviderUnavailable
+from ..errors import AuthBridgeError, ConfigurationError, ProviderUnavailable
 from ..providers.discovery import ProviderMetadata, discovery_urls
-from ..resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
 from ..resource.base import Provider
 from ..resource.principal import Principal
 from ..resource.provider import BoundProvider, OIDCProvider
 from ..resource.server import ResourceServer
 from ._docs import swagger_ui_router
-from ._schemes import authorization_code_model, openid_connect_model
-from ._security import OptionalPrincipalDependency, PrincipalDependency
+from ._openapi import extend_document
+from ._refusals import RefusalLog, refusal_detail
+from ._routes import check_scope_declarations, operation_usage
+from ._schemes import authorization_code_model, bearer_description, openid_connect_model
+from ._security import (
+    ActivePrincipalDependency,
+    OptionalPrincipalDependency,
+    PrincipalDependency,
+)
 
 logger = logging.getLogger("authbridge.fastapi")
 
@@ -45,10 +49,11 @@ class SwaggerLogin:
     your app's origin for CORS on its token endpoint.
 
     Args:
-        provider: Name of an :class:`OIDCProvider` of this :class:`AuthBridge`.
+        provider: Name of an [OIDCProvider][authbridge.OIDCProvider] of this
+            [AuthBridge][authbridge.AuthBridge].
         client_id: The public client Swagger UI uses.
-        scopes: Scopes offered in the dialog (name → description, or names);
-            all are pre-selected.
+        scopes: Scopes offered in the dialog (name → description, or a list of
+            names); all are pre-selected.
         authorization_url: The authorization endpoint; from discovery if omitted.
         token_url: The token endpoint; from discovery if omitted.
         extra_params: Added to the authorization request, e.g. ``{"audience":
@@ -62,6 +67,9 @@ class SwaggerLogin:
     token_url: str | None = None
     extra_params: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _require_scope_list(self.scopes, "SwaggerLogin(scopes=...)")
+
     def scope_descriptions(self) -> dict[str, str]:
         """Scopes as the OpenAPI flow object lists them."""
         if isinstance(self.scopes, Mapping):
@@ -73,7 +81,8 @@ class AuthBridge:
     """authbridge for one FastAPI app.
 
     Args:
-        providers: The token sources the app trusts (:class:`OIDCProvider`, ...).
+        providers: The token sources the app trusts
+            ([OIDCProvider][authbridge.OIDCProvider], ...).
         transport: Outbound HTTP transport for discovery/JWKS/APIs (tests inject one).
         clock: Time source, POSIX seconds.
         cache_size: Verification cache capacity (0 disables it).
@@ -86,9 +95,14 @@ class AuthBridge:
         swagger_login: Let Swagger UI's "Authorize" log in at one OIDC provider.
         resource: This API's resource identifier (an https URL). Enables RFC 9728
             Protected Resource Metadata and its ``resource_metadata`` challenge
-            parameter once :meth:`install` is called.
-        scopes_supported: Scopes advertised in that metadata; by default every
-            scope the app's routes require.
+            parameter once `install` is called.
+        scopes_supported: Scopes advertised in that metadata (a list); by
+            default every scope the app's routes require.
+        explain_refusals: Development switch: put the refusal's reason code,
+            provider, claim and expected-versus-actual values (``iss``, ``aud``,
+            ``alg``, ``kid``...) in the JSON body of every 401/403/503. Those
+            values can come from the token; never turn this on in production.
+            Logged at WARNING when on.
 
     Example:
         ```python
@@ -108,14 +122,17 @@ class AuthBridge:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = system_clock,
         cache_size: int = 10_000,
-        http_timeout: float = DEFAULT_TIMEOUT,
+        http_timeout: float = 5.0,
         realm: str | None = None,
         allow_query_token: bool = False,
         scheme_name: str = "BearerToken",
         swagger_login: SwaggerLogin | None = None,
         resource: str | None = None,
         scopes_supported: Sequence[str] | None = None,
+        explain_refusals: bool = False,
     ) -> None:
+        if scopes_supported is not None:
+            _require_scope_list(scopes_supported, "AuthBridge(scopes_supported=...)")
         self.resource_server = ResourceServer(
             providers,
             transport=transport,
@@ -128,9 +145,20 @@ class AuthBridge:
         self.swagger_login = swagger_login
         self.resource = resource
         self.scopes_supported = tuple(scopes_supported) if scopes_supported is not None else None
+        self.explain_refusals = explain_refusals
+        self.refusal_log = RefusalLog()
+        """Logs refusals: the first of each (provider, reason) per minute at WARNING."""
         self._apps: list[FastAPI] = []
         self.resource_metadata_url: str | None = None
-        """Absolute URL of this API's RFC 9728 metadata, once :meth:`install` published it."""
+        """Absolute URL of this API's RFC 9728 metadata, once `install` published it."""
+        self._issuers = tuple(
+            issuer for p in providers for issuer in self.resource_server.bound(p.name).jwt_issuers
+        )
+        self._max_token_bytes = max(
+            self.resource_server.bound(p.name).max_token_bytes for p in providers
+        )
+        if explain_refusals:
+            _warn_explaining()
         if resource is not None:
             if urlsplit(resource).scheme not in ("https", "http"):
                 raise ConfigurationError("resource_must_be_an_http_url")
@@ -144,17 +172,42 @@ class AuthBridge:
                     resource,
                 )
         self._login_provider = self._check_login(providers, swagger_login)
-        description = "Paste an access token issued by: " + ", ".join(
-            f"{p.name}" + (f" ({p.issuer})" if isinstance(p, OIDCProvider) else "")
-            for p in providers
-        )
+        description = bearer_description(providers)
         self.scheme_name = scheme_name
         self.principal = PrincipalDependency(self, scheme_name=scheme_name, description=description)
-        """Dependency: ``Security(auth.principal, scopes=[...])`` → :class:`Principal`."""
+        """Dependency: ``Security(auth.principal, scopes=[...])`` → the caller's
+        [Principal][authbridge.Principal]."""
         self.optional_principal = OptionalPrincipalDependency(
             self, scheme_name=scheme_name, description=description, auto_error=False
         )
-        """Dependency: like :attr:`principal`, but ``None`` for anonymous callers."""
+        """Dependency: like `principal`, but ``None`` for anonymous callers."""
+        self.active_principal = ActivePrincipalDependency(
+            self, scheme_name=scheme_name, description=description
+        )
+        """Dependency: like `principal`, and the token must still be active at its
+        provider (a revoked JWT is refused before its ``exp``): for high-value routes."""
+
+    @property
+    def dependencies(self) -> dict[str, PrincipalDependency]:
+        """Every FastAPI dependency of this bridge, by attribute name.
+
+        ``principal``, ``optional_principal`` and ``active_principal``; the test
+        kit's ``override_auth`` swaps them all at once.
+        """
+        return {
+            d.attribute_name: d
+            for d in (self.principal, self.optional_principal, self.active_principal)
+        }
+
+    def refusal_detail(self, error: AuthBridgeError, token: Callable[[], str]) -> dict[str, Any]:
+        """``error.detail`` plus what this bridge knows (configured issuers, ...).
+
+        ``token`` returns the presented token, read only when it helps (the
+        ``iss`` of a token naming an unknown issuer).
+        """
+        return refusal_detail(
+            error, issuers=self._issuers, token=token, max_bytes=self._max_token_bytes
+        )
 
     @staticmethod
     def _check_login(
@@ -168,7 +221,7 @@ class AuthBridge:
         raise ConfigurationError("swagger_login_needs_an_oidc_provider", provider=login.provider)
 
     def login_schemes(self) -> dict[str, dict[str, Any]]:
-        """The OpenAPI security schemes of :class:`SwaggerLogin`, by name (empty without one).
+        """The OpenAPI security schemes of `SwaggerLogin`, by name (empty without one).
 
         The authorization-code scheme uses the discovered endpoints once the
         lifespan ran (configured or conventional URLs before that).
@@ -191,60 +244,50 @@ class AuthBridge:
         }
 
     def _extend_openapi(self, app: FastAPI) -> None:
-        # The per-source and login schemes go in the document as alternatives
-        # (separate security requirement objects: OR) of the pasted-token scheme,
-        # wherever that one is required. Added to the document, not as
-        # sub-dependencies: those would be resolved on every request for nothing.
+        # Added to the document, not as sub-dependencies: those would be
+        # resolved on every request for nothing.
         generate = app.openapi
 
         def openapi() -> dict[str, Any]:
             if app.openapi_schema is None:
-                self._add_alternatives(generate())
+                check_scope_declarations(app.routes)
+                self.extend_openapi(generate(), app.routes)
             return app.openapi_schema or generate()
 
         app.openapi = openapi  # type: ignore[method-assign]
 
-    def source_schemes(self) -> dict[str, dict[str, Any]]:
-        """One pasted-token scheme per provider, by provider name (with several providers).
+    def extend_openapi(self, document: dict[str, Any], routes: Sequence[Any]) -> None:
+        """Add what `install` adds to an OpenAPI document built from ``routes``.
 
-        They tell readers of the OpenAPI document which sources a route accepts;
-        a token pasted in any of them (or in the general one) works the same.
+        On every operation using this bridge's dependencies: the
+        [SwaggerLogin][authbridge.SwaggerLogin] schemes as alternatives of the
+        pasted token, an empty requirement where the token is optional, the
+        401/403/503 responses with their ``WWW-Authenticate`` / ``Retry-After``
+        headers, and the required scopes in the description.
         """
-        providers = self.resource_server.providers
-        if len(providers) < 2:
-            return {}
-        login = self._login_provider
-        return {
-            provider.name: jsonable_encoder(
-                HTTPBearerModel(description=_describe(provider)), by_alias=True, exclude_none=True
-            )
-            for provider in providers
-            if provider is not login
-        }
+        extend_document(
+            document,
+            scheme_name=self.scheme_name,
+            alternatives=self.login_schemes(),
+            optional=operation_usage(routes, self.dependencies.values()),
+        )
 
-    def _add_alternatives(self, document: dict[str, Any]) -> None:
-        components = document.setdefault("components", {}).setdefault("securitySchemes", {})
-        schemes = {
-            name: scheme
-            for name, scheme in {**self.source_schemes(), **self.login_schemes()}.items()
-            if name not in components
-        }
-        if not schemes:
-            return
-        components.update(schemes)
-        for path_item in document.get("paths", {}).values():
-            for operation in path_item.values():
-                if not isinstance(operation, dict) or not operation.get("security"):
-                    continue
-                security: list[dict[str, list[str]]] = operation["security"]
-                for requirement in list(security):
-                    scopes = requirement.get(self.scheme_name)
-                    if scopes is None or len(requirement) != 1:
-                        continue
-                    for name in schemes:
-                        alternative = {name: list(scopes)}
-                        if alternative not in security:
-                            security.append(alternative)
+    def docs_connect_origins(self, app: FastAPI | None = None) -> Iterator[str]:
+        """Where the Swagger UI page may send requests besides its own origin.
+
+        The token endpoint and discovery document of the Swagger login, and
+        the app's OpenAPI ``servers``: the ``connect-src`` of the page's CSP.
+        """
+        for scheme in self.login_schemes().values():
+            if "openIdConnectUrl" in scheme:
+                yield scheme["openIdConnectUrl"]
+            for flow in scheme.get("flows", {}).values():
+                yield flow.get("tokenUrl", "")
+                yield flow.get("refreshUrl", "")
+        for server in (app.servers if app is not None else None) or ():
+            url = server.get("url") if isinstance(server, Mapping) else None
+            if isinstance(url, str):
+                yield url
 
     @staticmethod
     def _authorization_code_model(
@@ -265,7 +308,7 @@ class AuthBridge:
 
     @property
     def swagger_ui_init_oauth(self) -> dict[str, Any] | None:
-        """FastAPI's ``swagger_ui_init_oauth`` for :class:`SwaggerLogin` (``None`` without one).
+        """FastAPI's ``swagger_ui_init_oauth`` for `SwaggerLogin` (``None`` without one).
 
         Swagger UI then uses PKCE as a public client: no secret in the browser.
         """
@@ -290,6 +333,10 @@ class AuthBridge:
         return self.resource_server.verify
 
     async def __aenter__(self) -> AuthBridge:
+        for app in self._apps:
+            check_scope_declarations(app.routes)
+        if self.explain_refusals:
+            _warn_explaining()
         await self.resource_server.start()
         provider, login = self._login_provider, self.swagger_login
         if provider is not None and login is not None:
@@ -318,25 +365,39 @@ class AuthBridge:
         Opens the outbound HTTP client and loads provider keys and metadata (a
         provider that is down does not stop the app), and closes the client at
         shutdown. To combine with your own lifespan, use ``async with auth:``.
+
+        Raises:
+            ConfigurationError: a route gives its scopes as a string
+                (``Security(auth.principal, scopes="items")``), not a list.
         """
+        routes = getattr(app, "routes", None)
+        if isinstance(routes, list):
+            check_scope_declarations(routes)
         async with self:
             yield
 
     def install(self, app: FastAPI, *, docs_url: str | None = "/docs") -> None:
         """Add authbridge's routes to ``app``.
 
-        - In the OpenAPI document, as alternatives to the pasted token on every
-          protected route: one scheme per provider (when there are several) and
-          the :class:`SwaggerLogin` schemes.
+        - In the OpenAPI document of every protected route (see
+          `extend_openapi`): the [SwaggerLogin][authbridge.SwaggerLogin]
+          schemes as alternatives to the pasted token, the 401/403/503
+          responses with their RFC 6750 ``WWW-Authenticate`` header, and the
+          required scopes in the description.
         - Swagger UI at ``docs_url`` served from the package (no CDN), with the
-          OAuth2 redirect page and :attr:`swagger_ui_init_oauth` applied. Create
-          the app with ``FastAPI(docs_url=None)`` so FastAPI's CDN page is not
-          registered too. ``docs_url=None`` skips this.
+          OAuth2 redirect page and `swagger_ui_init_oauth` applied,
+          ``persistAuthorization`` on (``FastAPI(swagger_ui_parameters=...)``
+          overrides it), a strict Content-Security-Policy. Create the app with
+          ``FastAPI(docs_url=None)`` so FastAPI's CDN page is not registered
+          too. ``docs_url=None`` skips this.
         - RFC 9728 Protected Resource Metadata, when ``resource`` is configured.
 
         Raises:
-            ConfigurationError: FastAPI's own docs page is still on ``docs_url``.
+            ConfigurationError: FastAPI's own docs page is still on ``docs_url``,
+                or a route gives its scopes as a string (also checked when the
+                lifespan starts, once every route is declared).
         """
+        check_scope_declarations(app.routes)
         self._apps.append(app)
         self._extend_openapi(app)
         if docs_url is not None:
@@ -349,6 +410,7 @@ class AuthBridge:
                     title=f"{app.title} - Swagger UI",
                     init_oauth=self.swagger_ui_init_oauth,
                     swagger_ui_parameters=app.swagger_ui_parameters,
+                    connect_src=lambda: self.docs_connect_origins(app),
                 )
             )
         if self.resource is not None:
@@ -362,7 +424,10 @@ class AuthBridge:
         async def protected_resource_metadata() -> JSONResponse:
             return JSONResponse(
                 self.protected_resource_metadata(app),
-                headers={"Cache-Control": "public, max-age=3600"},
+                headers={
+                    "Cache-Control": "public, max-age=3600",
+                    "X-Content-Type-Options": "nosniff",
+                },
             )
 
         app.add_api_route(path, protected_resource_metadata, include_in_schema=False)
@@ -393,17 +458,22 @@ class AuthBridge:
         }
 
 
-def _describe(provider: Provider) -> str:
-    """What a reader of the OpenAPI document should know about a provider's tokens."""
-    if isinstance(provider, GoogleProvider):
-        return "A Google ID token or access token (ya29.)"
-    if isinstance(provider, GitHubProvider):
-        return "A GitHub token (" + ", ".join(f"{p}..." for p in provider.token_prefixes) + ")"
-    if isinstance(provider, FacebookProvider):
-        return "A Facebook user access token"
-    if isinstance(provider, UserinfoProvider):
-        return f"An access token of {provider.issuer} (checked at its userinfo endpoint)"
-    if isinstance(provider, OIDCProvider):
-        kinds = "JWT or opaque" if provider.introspection else "JWT"
-        return f"An access token ({kinds}) issued by {provider.issuer}"
-    return f"A token of {provider.name}"
+def _require_scope_list(scopes: object, where: str) -> None:
+    """A string where a list of scopes goes is a mistake, not a list of letters."""
+    if isinstance(scopes, str | bytes):
+        text = scopes if isinstance(scopes, str) else scopes.decode("latin-1")
+        suggestion = [s for s in text.split(" ") if s] or [text]
+        raise ConfigurationError(
+            "scopes_must_be_a_list",
+            message=(
+                f"{where} takes a list of scopes, e.g. {suggestion!r}, not the string "
+                f"{scopes!r} (which would be read letter by letter)"
+            ),
+        )
+
+
+def _warn_explaining() -> None:
+    logger.warning(
+        "authbridge: explain_refusals is ON: 401/403/503 bodies carry refusal reasons and "
+        "values taken from tokens. Development only: turn it off in production."
+    )

@@ -1,16 +1,22 @@
-"""OpenAPI security schemes for other ways in, next to the pasted bearer token.
+"""OpenAPI security schemes: the pasted bearer token's description, and the login schemes.
 
-``AuthBridge.install`` adds them to the document as *alternative* security
-requirements of every protected route (separate requirement objects: OR, not
-AND). They read nothing: the principal dependency reads the ``Authorization``
-header whichever way the caller got its token.
+``AuthBridge.install`` adds the login schemes to the document as *alternative*
+security requirements of every protected route (separate requirement objects:
+OR, not AND). They read nothing: the principal dependency reads the
+``Authorization`` header whichever way the caller got its token.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
 from fastapi.openapi.models import OpenIdConnect as OpenIdConnectModel
+
+from ..resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
+from ..resource.base import Provider
+from ..resource.provider import OIDCProvider
 
 
 def authorization_code_model(
@@ -26,3 +32,39 @@ def authorization_code_model(
 def openid_connect_model(*, discovery_url: str, description: str) -> OpenIdConnectModel:
     """An OpenID Connect scheme pointing at the provider's discovery document."""
     return OpenIdConnectModel(openIdConnectUrl=discovery_url, description=description)
+
+
+def bearer_description(providers: Sequence[Provider]) -> str:
+    """The description of the one pasted-token scheme: every source, and its kind of token.
+
+    One box in Swagger UI's "Authorize" dialog for all sources: authbridge
+    routes a token by its own content, so which box it is pasted in would
+    not matter, and several boxes that all send ``Authorization: Bearer``
+    only raise the question of which one to use.
+    """
+    if len(providers) == 1:
+        provider = providers[0]
+        return f"Paste an access token from {provider.name}: " + _lowercase(describe(provider))
+    lines = ["Paste an access token from any of these sources:", ""]
+    lines.extend(f"- **{p.name}**: {describe(p)}" for p in providers)
+    return "\n".join(lines)
+
+
+def _lowercase(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def describe(provider: Provider) -> str:
+    """What a reader of the OpenAPI document should know about a provider's tokens."""
+    if isinstance(provider, GoogleProvider):
+        return "A Google ID token or access token (ya29.)"
+    if isinstance(provider, GitHubProvider):
+        return "A GitHub token (" + ", ".join(f"{p}..." for p in provider.token_prefixes) + ")"
+    if isinstance(provider, FacebookProvider):
+        return "A Facebook user access token"
+    if isinstance(provider, UserinfoProvider):
+        return f"An access token of {provider.issuer} (checked at its userinfo endpoint)"
+    if isinstance(provider, OIDCProvider):
+        kinds = "JWT or opaque" if provider.introspection else "JWT"
+        return f"An access token ({kinds}) issued by {provider.issuer}"
+    return f"A token of {provider.name}"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastapi import HTTPException, WebSocketException, status
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -22,12 +22,14 @@ from starlette.requests import HTTPConnection
 
 from ..errors import (
     AuthBridgeError,
+    ConfigurationError,
     InsufficientScope,
     InvalidToken,
     MissingToken,
-    ProviderUnavailable,
 )
 from ..resource.principal import Principal
+from ._refusals import bounded_detail, explanation, retry_after
+from ._routes import scope_string_error
 
 if TYPE_CHECKING:
     from ._bridge import AuthBridge
@@ -44,6 +46,7 @@ _MESSAGES = {
     InsufficientScope.code: "Insufficient scope",
 }
 _UNAVAILABLE = "Authentication temporarily unavailable"
+_WS_REASON_BYTES = 123  # RFC 6455 §5.5: a close frame's reason fits in 123 bytes
 
 
 def _quote(value: str) -> str:
@@ -61,6 +64,9 @@ class PrincipalDependency(SecurityBase):
       1013 (try again later) when the provider is down.
     """
 
+    attribute_name = "principal"
+    """The `AuthBridge` attribute holding this dependency (for messages and overrides)."""
+
     def __init__(
         self,
         bridge: AuthBridge,
@@ -70,10 +76,13 @@ class PrincipalDependency(SecurityBase):
         auto_error: bool = True,
     ) -> None:
         self.bridge = bridge
-        self._verify = bridge.resource_server.verify
+        self._verify = self._verifier()
         self.model = HTTPBearerModel(description=description)
         self.scheme_name = scheme_name
         self.auto_error = auto_error
+
+    def _verifier(self) -> Callable[[str], Awaitable[Principal]]:
+        return self.bridge.resource_server.verify
 
     def _challenge(self, error: AuthBridgeError | None, required: Sequence[str]) -> str:
         params: list[str] = []
@@ -128,53 +137,109 @@ class PrincipalDependency(SecurityBase):
             self._fail(connection, exc, security_scopes.scopes)
         required = security_scopes.scopes
         if required and not principal.scopes.issuperset(required):
-            self._fail(
-                connection,
-                InsufficientScope(tuple(required), provider=principal.provider),
-                required,
-            )
+            self._fail(connection, _insufficient(required, principal), required)
         return principal
 
     def _fail(
         self, connection: HTTPConnection, error: AuthBridgeError, required: Sequence[str]
     ) -> NoReturn:
-        # str(error) carries only codes and reasons, never token material.
-        if isinstance(error, ProviderUnavailable):
-            logger.warning("Request refused, provider unavailable: %s", error)
-        else:
-            logger.info("Request refused: %s", error)
-        if connection.scope["type"] == "websocket":
-            unavailable = isinstance(error, ProviderUnavailable)
-            raise WebSocketException(
-                # 1013 "try again later" when we could not decide; 1008 when refused.
-                code=status.WS_1013_TRY_AGAIN_LATER
-                if unavailable
-                else status.WS_1008_POLICY_VIOLATION,
-                reason=_MESSAGES.get(error.code, _UNAVAILABLE),
-            )
+        bridge = self.bridge
+        websocket = connection.scope["type"] == "websocket"
         if isinstance(error, InsufficientScope):
+            _check_route_scopes(connection)
             code = status.HTTP_403_FORBIDDEN
         elif isinstance(error, MissingToken | InvalidToken):
             code = status.HTTP_401_UNAUTHORIZED
         else:
+            code = status.HTTP_503_SERVICE_UNAVAILABLE
+        message = _MESSAGES.get(error.code, _UNAVAILABLE)
+        log = bridge.refusal_log
+        warn = log.should_warn(error)
+        explain = bridge.explain_refusals
+        # str(error) carries only codes and reasons; detail values may come from the
+        # token (never the token itself) and are escaped and bounded in the log line.
+        detail = (
+            bridge.refusal_detail(error, lambda: self._token(connection))
+            if warn or explain
+            else error.detail
+        )
+        log.log(
+            error,
+            status=code,
+            method=connection.scope.get("method", "WEBSOCKET"),
+            path=connection.scope.get("path", ""),
+            detail=detail,
+            warn=warn,
+        )
+        if websocket:
+            reason = f"{message} ({error.reason})" if explain else message
+            raise WebSocketException(
+                # 1013 "try again later" when we could not decide; 1008 when refused.
+                code=status.WS_1013_TRY_AGAIN_LATER
+                if code == status.HTTP_503_SERVICE_UNAVAILABLE
+                else status.WS_1008_POLICY_VIOLATION,
+                reason=reason.encode("utf-8")[:_WS_REASON_BYTES].decode("utf-8", "ignore"),
+            )
+        body: str | dict[str, Any] = (
+            explanation(error, message=message, detail=detail) if explain else message
+        )
+        if code == status.HTTP_503_SERVICE_UNAVAILABLE:
             raise HTTPException(
-                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                detail=_UNAVAILABLE,
-                headers={"Retry-After": "5"},
+                status_code=code, detail=body, headers={"Retry-After": retry_after(error)}
             )
         raise HTTPException(
             status_code=code,
-            detail=_MESSAGES[error.code],
+            detail=body,
             headers={"WWW-Authenticate": self._challenge(error, required)},
         )
 
 
+def _insufficient(required: Sequence[str], principal: Principal) -> InsufficientScope:
+    error = InsufficientScope(tuple(required), provider=principal.provider)
+    # Granted scopes are token-supplied: bounded like every other detail.
+    error.detail = bounded_detail(
+        {
+            "required": list(required),
+            "missing": sorted(set(required) - principal.scopes),
+            "granted": sorted(principal.scopes),
+        }
+    )
+    return error
+
+
+def _check_route_scopes(connection: HTTPConnection) -> None:
+    """Raise `ConfigurationError` when the route gave its scopes as a string.
+
+    Run on the 403 path only, which is where such a route always ends up
+    (``scopes="items"`` requires the scopes "i", "t", "e", "m" and "s").
+    """
+    route = connection.scope.get("route")
+    if route is None:
+        return
+    key = id(route)
+    cached = _CHECKED_ROUTES.get(key)
+    if cached is None or cached[0] is not route:
+        if len(_CHECKED_ROUTES) >= _MAX_CHECKED_ROUTES:
+            _CHECKED_ROUTES.clear()
+        cached = _CHECKED_ROUTES[key] = (route, scope_string_error(route))
+    if cached[1] is not None:
+        logger.error("authbridge: %s", cached[1].message)
+        raise cached[1]
+
+
+# id(route) -> (route, its error or None); bounded by the app's routes.
+_CHECKED_ROUTES: dict[int, tuple[Any, ConfigurationError | None]] = {}
+_MAX_CHECKED_ROUTES = 4096
+
+
 class OptionalPrincipalDependency(PrincipalDependency):
-    """Like :class:`PrincipalDependency`, but anonymous callers get ``None``.
+    """Like `PrincipalDependency`, but anonymous callers get ``None``.
 
     A presented but invalid token is still refused: only the absence of
     credentials means "anonymous".
     """
+
+    attribute_name = "optional_principal"
 
     async def __call__(  # type: ignore[override]
         self, connection: HTTPConnection, security_scopes: SecurityScopes
@@ -186,3 +251,26 @@ class OptionalPrincipalDependency(PrincipalDependency):
         except AuthBridgeError as exc:
             self._fail(connection, exc, security_scopes.scopes)
         return await super().__call__(connection, security_scopes)
+
+
+class ActivePrincipalDependency(PrincipalDependency):
+    """Like `PrincipalDependency`, and the token must still be active at its provider.
+
+    Uses ``ResourceServer.verify_active``: full local validation, then, for a
+    JWT, introspection at the provider (cached, coalesced and bounded like
+    every outbound call), so a revoked JWT is refused before its ``exp``. For
+    high-value routes of providers that offer introspection.
+
+    - Revoked: 401, ``error="invalid_token"`` (reason ``revoked``).
+    - The provider cannot tell (no introspection for this provider, or its
+      answer unusable): 401 (reason ``revocation_check_unavailable``); the
+      provider down: 503. Never allowed.
+    """
+
+    attribute_name = "active_principal"
+
+    def _verifier(self) -> Callable[[str], Awaitable[Principal]]:
+        return self._verify_active
+
+    async def _verify_active(self, token: str) -> Principal:
+        return await self.bridge.resource_server.verify_active(token)
