@@ -1,0 +1,25 @@
+"""The ``authbridge`` command line (``python -m authbridge``).
+
+Commands: ``check`` (can authbridge verify an issuer's tokens?), ``decode``
+(a token's header and claims, unverified), ``verify`` (a token checked as an
+app would), ``mint`` (development tokens from the embedded test issuer),
+``demo`` and ``version``. See ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+from . import _check, _dev, _tokens
+from ._app import app
+
+__all__ = ["app", "main"]
+
+# The command modules register themselves on `app` when imported; list them
+# in the order a reader meets them.
+_ORDER = ("check", "decode", "verify", "mint", "demo", "version")
+_COMMANDS = (_check, _dev, _tokens)
+app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
+
+
+def main() -> None:
+    """Entry point of the ``authbridge`` script."""
+    app()

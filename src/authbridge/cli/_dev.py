@@ -1,0 +1,320 @@
+"""Development commands: ``demo``, ``mint`` and ``version``, and the key file they share.
+
+A dev issuer is a key and a URL. ``--key-file`` makes the key outlive one
+process, so ``authbridge demo --key-file K --issuer-port P`` and
+``authbridge mint --serve --key-file K --port P`` publish the same key, and
+``authbridge mint --key-file K --issuer http://127.0.0.1:P`` mints tokens
+that either accepts, in any order.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .._version import __version__
+from ..errors import ConfigurationError
+from ..providers.discovery import check_issuer_url
+from ..testing import FakeIssuer, ServedFakeIssuer, sign_jwt
+from ._app import UNAVAILABLE, command, fail
+
+_MIN_BITS = 2048
+
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        metavar="PATH",
+        help="RSA private key (PEM) to sign with; created if missing. Shared by demo and mint "
+        "so both accept the same tokens. Development only.",
+        dir_okay=False,
+    ),
+]
+
+
+def load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
+    """The RSA key in ``path``, or a new 2048-bit one written there (mode 0600).
+
+    Creation is atomic: two commands started at once end up with one key.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=_MIN_BITS)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".authbridge-key-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(pem)
+            try:
+                os.link(temporary, path)  # fails if another process created it meanwhile
+            except FileExistsError:
+                return load_or_create_key(path)
+        finally:
+            os.unlink(temporary)
+        return key
+    except OSError as exc:
+        fail(f"error: cannot read the key file {str(path)!r}: {exc.strerror}", UNAVAILABLE)
+    try:
+        loaded = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        fail(
+            f"error: {str(path)!r} is not an unencrypted PEM private key (delete it to have a "
+            "new one created)",
+            UNAVAILABLE,
+        )
+    if not isinstance(loaded, rsa.RSAPrivateKey) or loaded.key_size < _MIN_BITS:
+        fail(
+            f"error: {str(path)!r} must hold an RSA private key of at least {_MIN_BITS} bits "
+            "(the test issuer signs RS256)",
+            UNAVAILABLE,
+        )
+    return loaded
+
+
+def bind(host: str, port: int, what: str, option: str) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a clear message and exit code 2."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"error: cannot listen on host {host!r}: {exc.strerror}", UNAVAILABLE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"error: port {port} on {host} is already in use ({what}); stop the program "
+                f"using it or choose another with {option} PORT",
+                UNAVAILABLE,
+            )
+        fail(f"error: cannot listen on {host}:{port} ({what}): {exc.strerror}", UNAVAILABLE)
+    return sock
+
+
+def enter_issuer(
+    stack: ExitStack, port: int, host: str, key: rsa.RSAPrivateKey | None, audience: str
+) -> ServedFakeIssuer:
+    """Serve a test issuer until ``stack`` closes; a clear message if the port is taken."""
+    try:
+        return stack.enter_context(
+            FakeIssuer.serve(audience=audience, host=host, port=port, key=key)
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"error: port {port} on {host} is already in use (test issuer); stop the "
+                "program using it or choose another port",
+                UNAVAILABLE,
+            )
+        fail(f"error: cannot serve the test issuer on {host}:{port}: {exc.strerror}", UNAVAILABLE)
+
+
+def _claim(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        fail(f"error: --claim takes NAME=VALUE, got {text!r}", UNAVAILABLE)
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+@command("mint", "Mint a development token from a test issuer.")
+def mint(
+    *,
+    subject: Annotated[str, typer.Option(metavar="SUBJECT", help="The sub claim.")] = "alice",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(metavar="SCOPE", help="A granted scope; repeatable."),
+    ] = None,
+    audience: Annotated[
+        str, typer.Option(metavar="AUDIENCE", help="The aud claim (your API's identifier).")
+    ] = "https://api.example.test",
+    expires_in: Annotated[
+        float,
+        typer.Option(
+            "--expires-in", metavar="SECONDS", help="Lifetime; negative for an expired token."
+        ),
+    ] = 3600,
+    client_id: Annotated[
+        str, typer.Option("--client-id", metavar="CLIENT_ID", help="The client_id claim.")
+    ] = "test-client",
+    claim: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=VALUE",
+            help="A claim to add or override (VALUE read as JSON if it is JSON; null removes "
+            "the claim); repeatable.",
+        ),
+    ] = None,
+    key_file: KeyFileOption = None,
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="The iss of the token: the URL where a test issuer with the same --key-file "
+            "serves (not with --serve).",
+        ),
+    ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serve the issuer's discovery and JWKS until Ctrl-C, so the token can be "
+            "verified.",
+        ),
+    ] = False,
+    host: Annotated[
+        str, typer.Option(metavar="HOST", help="Interface to serve on (with --serve).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(metavar="PORT", help="Port to serve on, 0 for any free one (with --serve)."),
+    ] = 0,
+) -> None:
+    """Mint a development access token from the embedded test issuer (RS256, typ at+jwt).
+
+    With --serve, the issuer serves its discovery document and JWKS on HOST:PORT
+    until Ctrl-C; ISSUER= and TOKEN= lines are printed for the shell. Without
+    it, give --issuer and --key-file of a test issuer serving elsewhere
+    (`authbridge mint --serve` or `authbridge demo` with the same key file); only
+    the token is printed. Never use these keys or tokens in production.
+    """
+    extra = dict(_claim(text) for text in claim or ())
+    if serve and issuer is not None:
+        fail("error: --issuer is decided by --host and --port with --serve", UNAVAILABLE)
+    if not serve:
+        if key_file is None or issuer is None:
+            fail(
+                "error: a token is only useful if something can verify it: give --key-file "
+                "and --issuer of a running test issuer (authbridge mint --serve, authbridge "
+                "demo), or --serve",
+                UNAVAILABLE,
+            )
+        try:
+            check_issuer_url(issuer)
+        except ConfigurationError as exc:
+            fail(f"error: {exc.message}", UNAVAILABLE)
+    key = load_or_create_key(key_file) if key_file is not None else None
+
+    def token_of(fake: FakeIssuer) -> str:
+        claims = fake.claims(
+            subject=subject, scopes=scope or (), expires_in=expires_in, client_id=client_id
+        )
+        claims.update(extra)  # --claim wins, even over sub, aud or exp
+        claims = {name: value for name, value in claims.items() if value is not None}
+        return sign_jwt({"alg": "RS256", "typ": "at+jwt", "kid": fake.kid}, claims, fake.key)
+
+    if not serve:
+        fake = FakeIssuer(issuer=str(issuer), audience=audience, key=key)
+        typer.echo(token_of(fake))
+        return
+    with ExitStack() as stack:
+        fake = enter_issuer(stack, port, host, key, audience)
+        typer.echo(f"ISSUER={fake.issuer}")
+        typer.echo(f"TOKEN={token_of(fake)}")
+        typer.echo(
+            f"Serving discovery and JWKS at {fake.issuer} (Ctrl-C to stop). Check it with:\n"
+            f'  authbridge verify - --issuer {fake.issuer} --audience {audience} <<< "$TOKEN"',
+            err=True,
+        )
+        if key_file is not None:
+            typer.echo(
+                "More tokens:\n"
+                f"  authbridge mint --key-file {key_file} --issuer {fake.issuer} "
+                f"--audience {audience} --subject bob --scope items:read",
+                err=True,
+            )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("Stopped.", err=True)
+
+
+@command("demo", "Run a demo API with an embedded test issuer.")
+def demo(
+    *,
+    host: Annotated[
+        str, typer.Option(metavar="HOST", help="Interface the demo API listens on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port of the demo API.")] = 8000,
+    issuer_port: Annotated[
+        int,
+        typer.Option(
+            "--issuer-port",
+            metavar="PORT",
+            help="Port of the embedded test issuer (0 = any free port).",
+        ),
+    ] = 0,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Run a demo API protected by authbridge, with an embedded test issuer.
+
+    Prints ready-to-paste tokens and curl commands; Swagger UI is at /docs.
+    With --key-file (and a fixed --issuer-port), `authbridge mint` makes more
+    tokens the demo accepts.
+    """
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from .._demo import DEMO_AUDIENCE, DEMO_USERS, create_demo_app, demo_tokens  # noqa: PLC0415
+
+    key = load_or_create_key(key_file) if key_file is not None else None
+    # Listen first: a taken port is reported before anything else happens.
+    with ExitStack() as stack:
+        listener = stack.enter_context(bind(host, port, "demo API", "--port"))
+        issuer = enter_issuer(stack, issuer_port, "127.0.0.1", key, DEMO_AUDIENCE)
+        port = listener.getsockname()[1]  # the real one when --port 0
+        base = f"http://{host}:{port}"
+        api, _ = create_demo_app(issuer, resource=base)
+        tokens = demo_tokens(issuer)
+        typer.echo(f"Embedded test issuer: {issuer.issuer} (discovery and JWKS)")
+        typer.echo(f"Demo API:             {base}   Swagger UI: {base}/docs\n")
+        for name, token in tokens.items():
+            typer.echo(f"# {name}: scopes {' '.join(DEMO_USERS[name])} (valid 1 hour)")
+            typer.echo(f"{name.upper()}_TOKEN={token}\n")
+        typer.echo("Try:")
+        typer.echo(f"  curl -i {base}/items                                        # 401")
+        typer.echo(f'  curl -i -H "Authorization: Bearer $READER_TOKEN" {base}/items   # 200')
+        post = f'curl -i -X POST "{base}/items?name=drill" -H "Authorization: Bearer'
+        typer.echo(f'  {post} $READER_TOKEN"   # 403')
+        typer.echo(f'  {post} $WRITER_TOKEN"   # 201')
+        typer.echo(f'  curl -i -H "Authorization: Bearer $ADMIN_TOKEN" {base}/me')
+        if key_file is not None:
+            typer.echo("\nMore tokens (another subject, scopes, an expired one...):")
+            typer.echo(
+                f"  authbridge mint --key-file {key_file} --issuer {issuer.issuer} "
+                f"--audience {DEMO_AUDIENCE} --subject bob --scope items:write"
+            )
+        else:
+            typer.echo("\nFor more tokens, restart with --key-file dev-key.pem and use mint.")
+        typer.echo("")
+        config = uvicorn.Config(api, host=host, port=port, log_level="info")
+        uvicorn.Server(config).run(sockets=[listener])
+
+
+@command("version", "Print the installed authbridge version.")
+def version() -> None:
+    """Print the installed authbridge version."""
+    typer.echo(__version__)
