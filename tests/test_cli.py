@@ -118,6 +118,18 @@ def test_decode_reads_stdin_and_a_pasted_authorization_value(fake_issuer: FakeIs
     assert result.json()["claims"]["iss"] == fake_issuer.issuer
 
 
+def test_decode_in_a_subprocess(fake_issuer: FakeIssuer) -> None:
+    token = fake_issuer.token(subject="erin")
+    process = subprocess_run("decode", "-", stdin=token + "\n")
+    assert process.returncode == 0
+    assert process.stderr.startswith("UNVERIFIED: decoded only.")
+    assert json.loads(process.stdout)["claims"]["sub"] == "erin"
+    refused = subprocess_run("decode", "-", stdin="MARKER.not-base64!.x")
+    assert refused.returncode == 1
+    assert "error: malformed token" in refused.stderr
+    assert "MARKER" not in refused.stdout + refused.stderr
+
+
 def _segment(value: Any) -> str:
     return b64(json.dumps(value).encode())
 

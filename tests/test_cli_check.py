@@ -20,8 +20,6 @@ def served(authbridge_signing_key: rsa.RSAPrivateKey) -> Iterator[ServedFakeIssu
         yield issuer
 
 
-# As at run time: joserfc warns about the weak key, which pytest would turn into an error.
-@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
 def test_check_a_usable_issuer_reports_keys_algorithms_and_timing(
     served: ServedFakeIssuer,
 ) -> None:
@@ -60,6 +58,14 @@ def test_check_in_a_subprocess_reports_the_trailing_slash(served: ServedFakeIssu
     assert f'discovered: "{served.issuer}"' in process.stdout
     assert f"only the trailing slash differs: use issuer='{served.issuer}'" in process.stdout
     assert process.stderr.startswith("check failed: issuer mismatch")
+
+
+def test_check_in_a_subprocess_reports_weak_keys_only_once(served: ServedFakeIssuer) -> None:
+    served.add_jwk(rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), "weak"))
+    process = subprocess_run("check", served.issuer)
+    assert process.returncode == 0, process.stdout
+    assert 'kid "weak": RSA 1024 bits: skipped, rsa_key_too_small' in process.stdout
+    assert process.stderr == ""  # no library warning or log line repeats it
 
 
 def test_check_an_issuer_named_differently() -> None:

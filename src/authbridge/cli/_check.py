@@ -10,12 +10,14 @@ import asyncio
 import base64
 import binascii
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
+from joserfc.errors import SecurityWarning
 
 from .._clock import system_clock
 from .._http import HttpClientHolder, fetch_json
@@ -274,17 +276,20 @@ async def _keys(
         report.say(line)
     if response.cache_control:
         report.say(f"  Cache-Control: {response.cache_control}")
-    try:
-        keyset = import_jwks(response.body, source=LABEL)
-    except ValueError:
-        report.problem(REFUSED, "the JWKS has no keys array")
-        return None
-    entries = response.body["keys"]
+    with warnings.catch_warnings():
+        # joserfc warns about weak keys on stderr; each skipped key is reported below.
+        warnings.simplefilter("ignore", SecurityWarning)
+        try:
+            keyset = import_jwks(response.body, source=LABEL)
+        except ValueError:
+            report.problem(REFUSED, "the JWKS has no keys array")
+            return None
+        entries = response.body["keys"]
+        described = [_describe_key(index, entry) for index, entry in enumerate(entries)]
     verifiable: set[str] = set()
     usable = 0
     kids: dict[str, int] = {}
-    for index, entry in enumerate(entries):
-        text, algs = _describe_key(index, entry)
+    for entry, (text, algs) in zip(entries, described, strict=True):
         report.say(f"  {'[ok]  ' if algs else '[skip]'} {text}")
         if algs is not None:
             usable += 1
