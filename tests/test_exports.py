@@ -47,6 +47,7 @@ def test_public_names_live_in_the_package() -> None:
 
 def test_testing_kit_exports() -> None:
     assert set(authbridge.testing.__all__) == {
+        "AuthOverride",
         "BadTokens",
         "FakeAPI",
         "FakeFacebook",
@@ -57,6 +58,7 @@ def test_testing_kit_exports() -> None:
         "RecordedRequest",
         "ServedFakeIssuer",
         "combined_transport",
+        "override_auth",
         "sign_jwt",
     }
 

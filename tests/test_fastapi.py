@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Security, WebSocket
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from authbridge import AuthBridge, Principal
+from authbridge import AuthBridge, Introspection, Principal
 from authbridge.testing import FakeIssuer
 
 
@@ -220,3 +220,100 @@ def test_app_without_lifespan_still_works(auth: AuthBridge, fake_issuer: FakeIss
     client = TestClient(make_app(auth))  # no `with`: lifespan never runs
     token = fake_issuer.token(scopes=["items:read"])
     assert client.get("/items", headers=bearer(token)).status_code == 200
+
+
+# --- auth.active_principal: a revoked JWT is refused before its exp -------------------------
+
+
+class Introspector:
+    """An introspection endpoint next to the fake issuer; it knows which tokens are revoked."""
+
+    def __init__(self, fake: FakeIssuer) -> None:
+        self.fake = fake
+        self.revoked: set[str] = set()
+        self.calls = 0
+        self.down = False
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/introspect":
+            return self.fake.transport.handler(request)
+        self.calls += 1
+        if self.down:
+            return httpx.Response(502)
+        token = dict(httpx.QueryParams(request.content.decode()))["token"]
+        return httpx.Response(200, json={"active": token not in self.revoked})
+
+
+def active_app(auth: AuthBridge) -> FastAPI:
+    app = FastAPI(lifespan=auth.lifespan)
+
+    @app.get("/pay")
+    async def pay(user: Principal = Security(auth.active_principal, scopes=["pay"])) -> dict:
+        return {"subject": user.subject}
+
+    @app.get("/items")
+    async def items(user: Principal = Security(auth.principal)) -> dict:
+        return {"subject": user.subject}
+
+    return app
+
+
+@pytest.fixture
+def introspector(fake_issuer: FakeIssuer) -> Introspector:
+    return Introspector(fake_issuer)
+
+
+@pytest.fixture
+def active_auth(fake_issuer: FakeIssuer, introspector: Introspector) -> AuthBridge:
+    provider = fake_issuer.provider(
+        introspection=Introspection(
+            client_id="api", client_secret="s3cret", endpoint=f"{fake_issuer.issuer}/introspect"
+        )
+    )
+    return AuthBridge(
+        providers=[provider],
+        transport=httpx.MockTransport(introspector.handle),
+        explain_refusals=True,
+    )
+
+
+def test_active_principal_refuses_a_revoked_jwt(
+    active_auth: AuthBridge, fake_issuer: FakeIssuer, introspector: Introspector
+) -> None:
+    good = fake_issuer.token(subject="alice", scopes=["pay"])
+    revoked = fake_issuer.token(subject="mallory", scopes=["pay"])
+    introspector.revoked.add(revoked)
+    with TestClient(active_app(active_auth)) as client:
+        assert client.get("/pay", headers=bearer(good)).json() == {"subject": "alice"}
+        assert client.get("/pay", headers=bearer(good)).status_code == 200
+        assert introspector.calls == 1  # cached, like every outbound call
+        refused = client.get("/pay", headers=bearer(revoked))
+        assert refused.status_code == 401
+        assert refused.json()["detail"]["reason"] == "revoked"
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+        # The plain dependency checks locally only: the revoked JWT is valid until its exp.
+        assert client.get("/items", headers=bearer(revoked)).status_code == 200
+        # Scopes are still enforced, after the token is known to be active.
+        no_scope = client.get("/pay", headers=bearer(fake_issuer.token(scopes=["other"])))
+        assert no_scope.status_code == 403
+        assert client.get("/pay").status_code == 401
+
+
+def test_active_principal_fails_closed(
+    active_auth: AuthBridge, fake_issuer: FakeIssuer, introspector: Introspector
+) -> None:
+    introspector.down = True
+    with TestClient(active_app(active_auth)) as client:
+        response = client.get("/pay", headers=bearer(fake_issuer.token(scopes=["pay"])))
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_active_principal_without_introspection_is_refused(fake_issuer: FakeIssuer) -> None:
+    auth = AuthBridge(
+        providers=[fake_issuer.provider()], transport=fake_issuer.transport, explain_refusals=True
+    )
+    with TestClient(active_app(auth)) as client:
+        response = client.get("/pay", headers=bearer(fake_issuer.token(scopes=["pay"])))
+    assert response.status_code == 401
+    assert response.json()["detail"]["reason"] == "revocation_check_unavailable"

@@ -35,7 +35,8 @@ def create_demo_app(
         title="authbridge demo",
         description=(
             "Routes protected by authbridge. Click **Authorize**, paste one of the tokens "
-            "printed in the terminal, then try the routes."
+            "printed in the terminal, then try the routes. Each route says which scopes it "
+            "requires; a refused request says why in the terminal."
         ),
         lifespan=auth.lifespan,
     )
@@ -48,7 +49,7 @@ def create_demo_app(
 
     @app.get("/hello")
     async def hello(user: Principal | None = Security(auth.optional_principal)) -> dict[str, str]:
-        """A token is optional here."""
+        """Greets whoever calls."""
         return {"message": f"hello {user.subject if user else 'stranger'}"}
 
     @app.get("/me", response_model=Principal)
@@ -60,21 +61,21 @@ def create_demo_app(
     async def list_items(
         user: Principal = Security(auth.principal, scopes=["items:read"]),
     ) -> list[dict[str, Any]]:
-        """Needs the `items:read` scope."""
+        """List the items."""
         return items
 
     @app.post("/items", status_code=201)
     async def add_item(
         name: str, user: Principal = Security(auth.principal, scopes=["items:write"])
     ) -> dict[str, Any]:
-        """Needs the `items:write` scope."""
+        """Add an item."""
         item = {"id": len(items) + 1, "name": name, "added_by": user.subject}
         items.append(item)
         return item
 
     @app.get("/admin")
     async def admin(user: Principal = Security(auth.principal, scopes=["admin"])) -> dict[str, str]:
-        """Needs the `admin` scope."""
+        """For administrators."""
         return {"message": f"welcome, administrator {user.subject}"}
 
     @app.websocket("/ws")

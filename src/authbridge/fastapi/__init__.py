@@ -2,9 +2,14 @@
 
 from ._bridge import AuthBridge, SwaggerLogin
 from ._docs import swagger_ui_router
-from ._security import OptionalPrincipalDependency, PrincipalDependency
+from ._security import (
+    ActivePrincipalDependency,
+    OptionalPrincipalDependency,
+    PrincipalDependency,
+)
 
 __all__ = [
+    "ActivePrincipalDependency",
     "AuthBridge",
     "OptionalPrincipalDependency",
     "PrincipalDependency",

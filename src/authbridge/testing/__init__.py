@@ -11,11 +11,17 @@ auth = AuthBridge(providers=[fake.provider()], transport=fake.transport)
 token = fake.token(subject="alice", scopes=["items:read"])
 ```
 
+For an app whose ``AuthBridge`` is built at import time,
+``override_auth(app, auth, with_=test_auth)`` swaps all of its dependencies
+for those of a test ``AuthBridge`` (and restores them when used as a context
+manager).
+
 The pytest plugin (registered automatically) provides the ``fake_issuer``
 fixture. See ``docs/testing.md``.
 """
 
 from ._issuer import BadTokens, FakeIssuer, ServedFakeIssuer, sign_jwt
+from ._overrides import AuthOverride, override_auth
 from ._providers import (
     FakeAPI,
     FakeFacebook,
@@ -27,6 +33,7 @@ from ._providers import (
 )
 
 __all__ = [
+    "AuthOverride",
     "BadTokens",
     "FakeAPI",
     "FakeFacebook",
@@ -37,5 +44,6 @@ __all__ = [
     "RecordedRequest",
     "ServedFakeIssuer",
     "combined_transport",
+    "override_auth",
     "sign_jwt",
 ]
