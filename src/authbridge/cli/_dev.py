@@ -309,7 +309,7 @@ def demo(
             )
         else:
             typer.echo("\nFor more tokens, restart with --key-file dev-key.pem and use mint.")
-        typer.echo("")
+        typer.echo(f"\nServing the demo API on {base} (Ctrl-C to stop)")
         config = uvicorn.Config(api, host=host, port=port, log_level="info")
         uvicorn.Server(config).run(sockets=[listener])
 
