@@ -121,7 +121,7 @@ def render_swagger_ui(
     init_oauth: dict[str, Any] | None,
     parameters: dict[str, Any],
 ) -> str:
-    """The Swagger UI page; ``base`` comes from [base_path][], the rest from the app."""
+    """The Swagger UI page; ``base`` comes from `base_path`, the rest from the app."""
     static = f"{base}{docs_url}/static"
     config = {
         "options": {**parameters, "url": base + openapi_url},

@@ -61,6 +61,19 @@ def bounded_detail(values: Mapping[str, Any]) -> dict[str, Any]:
     return {str(key): _bounded(value) for key, value in values.items()}
 
 
+# Fixed advice for refusals whose cause the detail values alone do not show.
+_HINTS = {
+    "no_credentials": (
+        "no Authorization header reached the app: send 'Authorization: Bearer <token>' "
+        "(a proxy in front of the app may remove the header)"
+    ),
+    "no_bearer_credentials": (
+        "the Authorization header does not use the Bearer scheme: send "
+        "'Authorization: Bearer <token>'"
+    ),
+}
+
+
 def refusal_detail(
     error: AuthBridgeError,
     *,
@@ -73,6 +86,9 @@ def refusal_detail(
     ``token`` returns the presented token; it is read only for an unknown
     issuer, to show the ``iss`` it names (unverified, as a diagnostic).
     """
+    hint = _HINTS.get(error.reason)
+    if hint is not None:
+        return {**error.detail, "hint": hint}
     if error.reason != "unknown_issuer":
         return error.detail
     detail = dict(error.detail)

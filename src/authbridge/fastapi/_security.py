@@ -1,10 +1,10 @@
 """FastAPI security dependencies that turn a bearer token into a Principal.
 
-They subclass :class:`fastapi.security.base.SecurityBase`, so FastAPI lists an
+They subclass `fastapi.security.base.SecurityBase`, so FastAPI lists an
 HTTP bearer scheme in the OpenAPI document (Swagger's "Authorize" accepts a
 pasted token) and passes the route's ``Security(..., scopes=[...])`` in
-:class:`fastapi.security.SecurityScopes`. They take an
-:class:`starlette.requests.HTTPConnection`, so WebSocket routes work too.
+`fastapi.security.SecurityScopes`. They take an
+`starlette.requests.HTTPConnection`, so WebSocket routes work too.
 """
 
 from __future__ import annotations
