@@ -1,10 +1,13 @@
-"""Shared in-flight work: concurrent callers asking for the same thing wait for one task."""
+"""Shared in-flight work and failure cooldowns for everything fetched from a provider."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
+
+from ._clock import Clock
+from .errors import ProviderUnavailable
 
 T = TypeVar("T")
 
@@ -39,3 +42,51 @@ class SharedTasks(Generic[T]):
             del self._tasks[key]
         if not task.cancelled():
             task.exception()
+
+
+class FailureClock:
+    """When the last attempt at something failed, and when the next one may be made.
+
+    After a failure, callers within ``cooldown`` seconds are refused at once
+    instead of asking again, so a provider that is down is not hammered (nor
+    used to amplify traffic). The refusal says exactly when the next attempt
+    is allowed (its ``retry_after``, at least 1 s). A success clears it.
+    """
+
+    __slots__ = ("_clock", "_failed_at", "_last_detail", "cooldown")
+
+    def __init__(self, clock: Clock, cooldown: float) -> None:
+        self._clock = clock
+        self.cooldown = cooldown
+        self._failed_at: float | None = None
+        self._last_detail: dict[str, Any] = {}
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last attempt failed (and none succeeded since)."""
+        return self._failed_at is not None
+
+    def wait(self, now: float) -> float:
+        """Seconds from ``now`` until the next attempt is allowed (0 when it is)."""
+        if self._failed_at is None:
+            return 0.0
+        return max(0.0, self._failed_at + self.cooldown - now)
+
+    def failed(self, error: ProviderUnavailable) -> float:
+        """Record a failed attempt now (and why); return its ``retry_after``."""
+        self._failed_at = self._clock()
+        self._last_detail = {**error.detail, "last_failure": error.reason}
+        return max(1.0, self.cooldown)
+
+    def succeeded(self) -> None:
+        """Record a successful attempt."""
+        self._failed_at = None
+
+    def refusal(self, reason: str, *, provider: str, wait: float) -> ProviderUnavailable:
+        """The error for a caller refused within the cooldown, ``wait`` seconds before its end.
+
+        Its ``detail`` is the last failure's, plus that failure's reason as ``last_failure``.
+        """
+        return ProviderUnavailable(
+            reason, provider=provider, detail=self._last_detail, retry_after=max(1.0, wait)
+        )

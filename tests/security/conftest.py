@@ -43,6 +43,8 @@ def make_auth(fake_issuer: FakeIssuer, clock: FakeClock, upstream: Upstream):
     """``make_auth(**provider_kwargs)`` → an AuthBridge for ``fake_issuer`` on ``upstream``."""
 
     def factory(*, bridge: dict | None = None, **provider_kwargs) -> AuthBridge:
+        # The production default (the test kit's provider() has none): the cooldown is tested here.
+        provider_kwargs.setdefault("jwks_cooldown", 30.0)
         return AuthBridge(
             providers=[fake_issuer.provider(**provider_kwargs)],
             transport=upstream.transport,

@@ -571,7 +571,10 @@ def two_issuers(fake_issuer, second_key, attacker_key, clock):
     fake_issuer.add_jwk(public_rsa_jwk(attacker_key, "a-only", alg="RS256"))
     upstream = Upstream(fake_issuer, other)
     auth = AuthBridge(
-        providers=[fake_issuer.provider("a"), other.provider("b")],
+        providers=[
+            fake_issuer.provider("a", jwks_cooldown=30.0),
+            other.provider("b", jwks_cooldown=30.0),
+        ],
         transport=upstream.transport,
         clock=clock,
     )
@@ -712,7 +715,9 @@ RFC8414_PATH = "/.well-known/oauth-authorization-server/tenant1"
 def tenant(authbridge_signing_key, clock):
     fake = FakeIssuer(issuer=TENANT, key=authbridge_signing_key)
     upstream = Upstream(fake)
-    auth = AuthBridge(providers=[fake.provider()], transport=upstream.transport, clock=clock)
+    auth = AuthBridge(
+        providers=[fake.provider(jwks_cooldown=30.0)], transport=upstream.transport, clock=clock
+    )
     return fake, upstream, auth
 
 
@@ -1050,7 +1055,13 @@ def test_stale_keys_never_serve_a_removed_kid_forever(make_auth, fake_issuer, cl
             upstream.on(JWKS, BROKEN["connect_error"])
             clock.advance(601)
             forged = token_at(fake_issuer, clock, header={"kid": "never-published"})
-            assert (await attempt(auth, forged)).reason == "unknown_key"
+            # Unknown while the endpoint fails: maybe a new key, so 503, never accepted.
+            refused = await attempt(auth, forged)
+            assert isinstance(refused, ProviderUnavailable)
+            assert refused.retry_after == 30
+            upstream.clear()
+            clock.advance(30)
+            assert (await attempt(auth, forged)).reason == "unknown_key"  # known now: not ours
 
     run(scenario())
 

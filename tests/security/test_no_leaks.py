@@ -286,7 +286,10 @@ def test_provider_down_leaks_nothing(fake_issuer, wall_clock, debug_logs, failur
         upstream.on(
             "/meta",
             lambda request: httpx.Response(
-                200, json={**fake_issuer.discovery_document(), "issuer": f"https://{URL_SECRET}"}
+                # The issuer a document names is logged (both spellings, to fix a mismatch):
+                # it is the public iss of every token. The URL's secret must not be.
+                200,
+                json={**fake_issuer.discovery_document(), "issuer": "https://other.test"},
             ),
         )
     else:

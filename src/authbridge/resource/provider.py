@@ -273,7 +273,7 @@ class BoundProvider:
         return await self._metadata.get()
 
     async def _jwks_uri_from_metadata(self) -> str:
-        metadata = await self.load_metadata()
+        metadata = await self._metadata.get(ignore_cooldown=True)  # inside the JWKS cooldown
         if metadata.jwks_uri is None:
             raise ProviderUnavailable("metadata_without_jwks_uri", provider=self.provider.name)
         return metadata.jwks_uri
@@ -366,7 +366,7 @@ class BoundProvider:
             raise InvalidToken("token_too_large", provider=name)
         endpoint = introspection.endpoint
         if endpoint is None:
-            endpoint = (await self.load_metadata()).introspection_endpoint
+            endpoint = await self._metadata.endpoint("introspection_endpoint")
             if endpoint is None:
                 raise ProviderUnavailable("metadata_without_introspection_endpoint", provider=name)
         data, basic = introspection.request_parts(token)

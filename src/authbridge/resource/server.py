@@ -18,6 +18,7 @@ from .._http import DEFAULT_TIMEOUT, HttpClientHolder
 from .._shared import SharedTasks
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import parse_compact
+from ..providers.discovery import describe_unavailable
 from .base import Provider, Source
 from .principal import Principal
 
@@ -140,8 +141,11 @@ class ResourceServer:
     async def start(self, *, warm_up: bool = True) -> None:
         """Open the outbound HTTP client and (optionally) load every provider's keys.
 
-        A provider that is down is logged, not fatal: the app starts anyway and
-        retries lazily.
+        A provider that cannot be loaded is logged at WARNING, not fatal: the
+        app starts anyway and retries lazily. The log line says plainly what
+        is wrong: "unavailable" (unreachable, timed out) or the answer that
+        cannot be used (HTTP status, not JSON, no ``jwks_uri``, an issuer
+        mismatch with both spellings and the fix, ...).
         """
         self._http.open()
         if warm_up:
@@ -150,10 +154,16 @@ class ResourceServer:
             )
             for source, result in zip(self._by_name.values(), results, strict=True):
                 if isinstance(result, ProviderUnavailable):
+                    text, network = describe_unavailable(result)
                     logger.warning(
-                        "Provider %s unavailable at start-up (%s); will retry on demand",
+                        "Provider %s %s at start-up: %s [%s]; %s",
                         source.name,
+                        "unavailable" if network else "not usable",
+                        text,
                         result.reason,
+                        "will retry on demand"
+                        if network
+                        else "its tokens get 503 until this is fixed (retried on demand)",
                     )
                 elif isinstance(result, BaseException):
                     raise result

@@ -130,7 +130,13 @@ class FakeIssuer:
         }
 
     def rotate_key(self, *, keep_old: bool = False) -> None:
-        """Sign with a fresh key from now on; optionally keep publishing the old one."""
+        """Sign with a fresh key (and a new ``kid``) from now on.
+
+        A resource server using `provider()` fetches the new key on the first
+        token that carries it. Without
+        ``keep_old``, the old key is no longer published: its tokens stop
+        validating once the key set is fetched again.
+        """
         if keep_old:
             self._extra_keys.append(_public_jwk(self.key, self.kid))
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -158,8 +164,17 @@ class FakeIssuer:
     # -- configuration helpers -------------------------------------------------------
 
     def provider(self, name: str = "fake", **kwargs: Any) -> OIDCProvider:
-        """An :class:`OIDCProvider` that trusts this issuer (kwargs pass through)."""
+        """An [OIDCProvider][authbridge.OIDCProvider] that trusts this issuer.
+
+        Keyword arguments pass through to ``OIDCProvider``. Two defaults differ:
+        ``audience`` is this issuer's default audience, and ``jwks_cooldown``
+        is ``0.0``, so that after `rotate_key()` a token with the new ``kid``
+        validates at once (the refetch is not held back by the cooldown that
+        protects production from unknown-``kid`` storms). Pass
+        ``jwks_cooldown=30.0`` to test with the production default.
+        """
         kwargs.setdefault("audience", self.audience)
+        kwargs.setdefault("jwks_cooldown", 0.0)
         return OIDCProvider(name, issuer=self.issuer, **kwargs)
 
     # -- minting -----------------------------------------------------------------------
