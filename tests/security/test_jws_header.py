@@ -545,6 +545,58 @@ def test_unencoded_payload_is_refused(make_auth, fake_issuer, clock) -> None:
         rejected(make_auth(), token)
 
 
+# -- cty: nested JWTs (RFC 7519 §5.2, §7.2) ----------------------------------------------
+
+NESTED_CTY = [
+    "JWT", "jwt", "Jwt", "application/jwt", "APPLICATION/JWT", "Application/Jwt", " JWT",
+    "JWT\t", "JWT; charset=utf-8", "jwt;", "at+jwt", "application/at+jwt", "secevent+jwt",
+    "text/jwt",
+]  # fmt: skip
+NOT_A_MEDIA_TYPE = [
+    None, 1, True, [], ["JWT"], {"cty": "JWT"}, "", " ", ";", "JWT\u0000", "J WT", "application/",
+    "/jwt", "application/jwt/x", "\uff2a\uff37\uff34", "jw\u0131t", "application/ jwt", "*/*",
+]  # fmt: skip
+OTHER_CTY = ["json", "application/json", "JSON; charset=utf-8", "text/plain", "example+json"]
+
+
+@pytest.mark.parametrize("cty", NESTED_CTY)
+def test_nested_jwt_content_type_is_refused(make_auth, fake_issuer, clock, cty) -> None:
+    token = token_at(fake_issuer, clock, header={"cty": cty})
+    assert rejected(make_auth(), token).reason == "nested_jwt_not_accepted"
+
+
+@pytest.mark.parametrize("cty", NOT_A_MEDIA_TYPE, ids=repr)
+def test_cty_that_is_not_a_media_type_is_refused(make_auth, fake_issuer, clock, cty) -> None:
+    token = token_at(fake_issuer, clock, header={"cty": cty})
+    assert rejected(make_auth(), token).reason == "invalid_cty"
+
+
+@pytest.mark.parametrize("cty", OTHER_CTY)
+def test_other_content_types_are_tolerated(make_auth, fake_issuer, clock, cty) -> None:
+    """The payload is read as a claims set whatever they say; some issuers send one."""
+    accepted(make_auth(), token_at(fake_issuer, clock, header={"cty": cty}))
+
+
+def test_genuinely_nested_jwt_is_refused(make_auth, fake_issuer, clock) -> None:
+    """An outer JWS whose payload is itself a signed JWT, as RFC 7519 §A.2 nests them."""
+    inner = token_at(fake_issuer, clock)
+    header = {"alg": "RS256", "typ": "at+jwt", "kid": fake_issuer.kid}
+    for cty, payload in (("JWT", inner.encode()), ("JWT", json.dumps(inner).encode())):
+        token = make_token({**header, "cty": cty}, payload, fake_issuer.key)
+        assert isinstance(rejected(make_auth(), token), InvalidToken)
+    # Without cty the payload is no JSON object either: never unwrapped.
+    plain = make_token(header, inner.encode(), fake_issuer.key)
+    assert rejected(make_auth(), plain).reason == "malformed_payload"
+
+
+def test_nested_jwt_refused_over_http(make_auth, fake_issuer, clock) -> None:
+    with TestClient(make_app(make_auth())) as client:
+        for cty in ("JWT", "application/jwt", 7):
+            token = token_at(fake_issuer, clock, header={"cty": cty})
+            assert_r401(client.get("/items", headers=bearer(token)))
+        assert client.get("/items", headers=bearer(token_at(fake_issuer, clock))).status_code == 200
+
+
 # -- typ ---------------------------------------------------------------------------------
 
 STRICT_OK = ["at+jwt", "AT+JWT", "At+Jwt", "application/at+jwt", "Application/AT+JWT"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +25,7 @@ _NOT_ACCESS_TYP_CLAIM = frozenset(
 )
 # Header parameters whose presence means "this is not a plain JWS we understand".
 _REJECTED_HEADERS = ("crit", "b64", "enc", "zip")
+_UNUSUAL_HEADERS = frozenset({*_REJECTED_HEADERS, "cty"})
 _STRING_CLAIMS = ("sub", "jti", "client_id", "azp", "scope", "nonce")
 
 
@@ -106,9 +108,13 @@ def check_header(header: Mapping[str, Any], policy: JWTPolicy) -> tuple[str, str
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in policy.algorithms:
         raise InvalidToken("algorithm_not_allowed")
-    for name in _REJECTED_HEADERS:
-        if name in header:
-            raise InvalidToken(f"unsupported_header:{name}")
+    # One pass over the (few) members instead of a lookup per unusual name.
+    if not _UNUSUAL_HEADERS.isdisjoint(header):
+        for name in _REJECTED_HEADERS:
+            if name in header:
+                raise InvalidToken(f"unsupported_header:{name}")
+        if "cty" in header:
+            _check_content_type(header["cty"])
     typ = header.get("typ")
     if typ is not None and not isinstance(typ, str):
         raise InvalidToken("invalid_typ")
@@ -124,6 +130,32 @@ def check_header(header: Mapping[str, Any], policy: JWTPolicy) -> tuple[str, str
     if kid is not None and not isinstance(kid, str):
         raise InvalidToken("invalid_kid")
     return alg, kid
+
+
+# RFC 6838 §4.2 restricted-name, for the type and the subtype (lowercased first).
+_RESTRICTED_NAME = "[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(f"{_RESTRICTED_NAME}(?:/{_RESTRICTED_NAME})?")
+
+
+def _check_content_type(cty: Any) -> None:
+    """Refuse a ``cty`` that declares a nested JWT (RFC 7519 §5.2, §7.2), or is no media type.
+
+    The comparison follows RFC 7515 §4.1.10: case-insensitive, ``application/``
+    implied when there is no ``/``, parameters ignored. A subtype ``jwt`` or one
+    with the ``+jwt`` suffix (``at+jwt``, ``secevent+jwt``...) says the payload
+    is itself a JWT, which is never processed here: accepting its outer claims
+    would give the token another meaning than its issuer meant. Other media
+    types are tolerated (some issuers send one, the payload is still read as a
+    claims set); a value that is not a media type at all is refused.
+    """
+    if not isinstance(cty, str):
+        raise InvalidToken("invalid_cty")
+    media = cty.split(";", 1)[0].strip(" \t").lower()
+    if _MEDIA_TYPE.fullmatch(media) is None:
+        raise InvalidToken("invalid_cty")
+    subtype = media.rpartition("/")[2]
+    if subtype == "jwt" or subtype.endswith("+jwt"):
+        raise InvalidToken("nested_jwt_not_accepted")
 
 
 def numeric_date(value: Any) -> float | None:
