@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from ._json import UnencodableText
+from ._json import loads as json_loads
 from .errors import ProviderUnavailable
 
 logger = logging.getLogger("authbridge.http")
@@ -107,24 +108,32 @@ class RawResponse:
     body: bytes
 
     def json_array(self, *, provider: str | None = None) -> list[Any]:
-        """The body as a JSON array, or :class:`ProviderUnavailable`."""
-        try:
-            value = json.loads(self.body)
-        except (ValueError, RecursionError):
-            raise ProviderUnavailable("invalid_json", provider=provider) from None
+        """The body as a JSON array, or `ProviderUnavailable` (see `json_object`)."""
+        value = self._json(provider)
         if not isinstance(value, list):
             raise ProviderUnavailable("json_not_an_array", provider=provider)
         return value
 
     def json_object(self, *, provider: str | None = None) -> dict[str, Any]:
-        """The body as a JSON object, or :class:`ProviderUnavailable`."""
-        try:
-            value = json.loads(self.body)
-        except (ValueError, RecursionError):
-            raise ProviderUnavailable("invalid_json", provider=provider) from None
+        """The body as a JSON object, or `ProviderUnavailable`.
+
+        The body must be UTF-8. A string holding a lone surrogate (a
+        ``"\\ud800"`` escape) anywhere in it makes the whole answer garbage:
+        ``invalid_unicode``, like ``invalid_json``, fails closed (503) rather
+        than letting an unencodable string reach a `Principal`.
+        """
+        value = self._json(provider)
         if not isinstance(value, dict):
             raise ProviderUnavailable("json_not_an_object", provider=provider)
         return value
+
+    def _json(self, provider: str | None) -> Any:
+        try:
+            return json_loads(self.body)
+        except UnencodableText:
+            raise ProviderUnavailable("invalid_unicode", provider=provider) from None
+        except (ValueError, RecursionError):
+            raise ProviderUnavailable("invalid_json", provider=provider) from None
 
 
 async def request(

@@ -385,9 +385,9 @@ def no_decoding(monkeypatch):
         raise AssertionError("decoding work started on an oversized token")
 
     monkeypatch.setattr(_compact, "b64url_decode", boom)
+    monkeypatch.setattr(_compact, "_b64decode", boom)
     monkeypatch.setattr(_compact, "json_object", boom)
-    if hasattr(_compact, "_header"):  # the cached header decoder
-        monkeypatch.setattr(_compact, "_header", boom)
+    monkeypatch.setattr(_compact._HeaderCache, "get", boom)  # not even a cache lookup
     monkeypatch.setattr("authbridge.resource.server.hashlib", types.SimpleNamespace(sha256=boom))
 
 

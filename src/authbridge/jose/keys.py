@@ -1,8 +1,8 @@
 """Verification keys and key sets.
 
-A :class:`VerificationKey` pairs one public key (or an explicitly configured
+A `VerificationKey` pairs one public key (or an explicitly configured
 HMAC secret) with the JWS algorithms it may verify. Keys are scoped to one
-issuer by construction: each provider owns its own :class:`KeySet`.
+issuer by construction: each provider owns its own `KeySet`.
 
 Importing a JWKS never fails as a whole because of one odd key: weak, unusable
 or unsupported keys are skipped with a warning naming only their ``kid`` and
@@ -11,6 +11,7 @@ the reason (RFC 7517 §5 asks implementations to ignore keys they cannot use).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc.jwk import JWKRegistry
 
 from ..errors import ConfigurationError
+from ._compact import remember_header
 
 logger = logging.getLogger("authbridge.keys")
 
@@ -66,10 +68,22 @@ class VerificationKey:
     kid: str | None
     algorithms: frozenset[str]
     _key: Any = field(repr=False)
+    # alg -> the one signature length that alg has with this key.
+    _lengths: Mapping[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        lengths = {alg: _signature_length(alg, self._key) for alg in self.algorithms}
+        object.__setattr__(self, "_lengths", lengths)
 
     def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
-        """Return whether ``signature`` is valid for ``signing_input`` under ``alg``."""
-        if alg not in self.algorithms:
+        """Return whether ``signature`` is valid for ``signing_input`` under ``alg``.
+
+        A signature of any other length than the one ``alg`` has with this key is
+        refused before any cryptography: one token has exactly one valid
+        spelling (the RSA backend would accept a signature stripped of its
+        leading zero octets).
+        """
+        if len(signature) != self._lengths.get(alg):
             return False
         key = self._key
         try:
@@ -78,20 +92,40 @@ class VerificationKey:
             elif alg[0] == "P":
                 key.verify(signature, signing_input, _PSS[alg[2:]], _SHA[alg[2:]])
             elif alg[0] == "E" and alg[1] == "S":
-                size = _EC_COORD_BYTES[alg]
-                if len(signature) != 2 * size:
-                    return False
+                size = len(signature) // 2
                 r = int.from_bytes(signature[:size], "big")
                 s = int.from_bytes(signature[size:], "big")
                 key.verify(encode_dss_signature(r, s), signing_input, _ECDSA[alg])
             elif alg[0] == "H":
                 expected = hmac.digest(key, signing_input, _HMAC_DIGEST[alg])
-                return hmac.compare_digest(expected, signature)
+                if not hmac.compare_digest(expected, signature):
+                    return False
             else:  # EdDSA / Ed25519 / Ed448
                 key.verify(signature, signing_input)
         except (InvalidSignature, ValueError):
             return False
+        remember_header(signing_input)
         return True
+
+
+def _signature_length(alg: str, key: Any) -> int:
+    """The exact length of an ``alg`` signature made with ``key`` (-1: none can be valid).
+
+    RSA: the modulus length in octets (RFC 8017 §8.1.2, §8.2.2); ECDSA: both
+    coordinates at the curve's size (RFC 7518 §3.4); HMAC: the full digest
+    (RFC 7518 §3.2); Ed25519 64 and Ed448 114 octets (RFC 8032 §5.1.6, §5.2.6).
+    """
+    if alg in RSA_ALGS:
+        return (key.key_size + 7) // 8 if isinstance(key, rsa.RSAPublicKey) else -1
+    if alg in EC_ALGS:
+        return 2 * _EC_COORD_BYTES[alg]
+    if alg in HMAC_ALGS:
+        return hashlib.new(_HMAC_DIGEST[alg]).digest_size
+    if isinstance(key, ed25519.Ed25519PublicKey) and alg in ("EdDSA", "Ed25519"):
+        return 64
+    if isinstance(key, ed448.Ed448PublicKey) and alg in ("EdDSA", "Ed448"):
+        return 114
+    return -1
 
 
 def key_from_secret(
@@ -209,7 +243,7 @@ class KeySet:
 
 
 def import_jwks(document: Mapping[str, Any], *, source: str = "jwks") -> KeySet:
-    """Build a :class:`KeySet` from a JWKS document, skipping unusable keys.
+    """Build a `KeySet` from a JWKS document, skipping unusable keys.
 
     Args:
         document: The parsed JWKS (``{"keys": [...]}``).
