@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,8 @@ from typer.testing import CliRunner
 from authbridge.cli import app
 
 AUD = "https://api.example.test"
+SLOW = -1
+"""A route status meaning: answer after ``body`` seconds."""
 
 
 class Run:
@@ -70,12 +73,18 @@ def free_port() -> int:
 
 @contextmanager
 def site(prefix: str = "") -> Iterator[tuple[str, dict[str, tuple[int, Any]]]]:
-    """A loopback server answering ``routes[path] = (status, JSON document)``; 404 otherwise."""
+    """A loopback server answering ``routes[path] = (status, JSON document)``; 404 otherwise.
+
+    ``(SLOW, seconds)`` answers only after that many seconds.
+    """
     routes: dict[str, tuple[int, Any]] = {}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             status, body = routes.get(self.path, (404, {"error": "not_found"}))
+            if status == SLOW:
+                time.sleep(body)  # a server that takes real time to answer
+                status, body = 200, {}
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

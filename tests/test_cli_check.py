@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authbridge.cli._check import _provider_family
 from authbridge.testing import FakeIssuer, ServedFakeIssuer
-from cli_support import AUD, b64, ec_jwk, free_port, metadata, rsa_jwk, run, site, subprocess_run
+from cli_support import (
+    AUD,
+    SLOW,
+    b64,
+    ec_jwk,
+    free_port,
+    metadata,
+    rsa_jwk,
+    run,
+    site,
+    subprocess_run,
+)
 
 
 @pytest.fixture
@@ -80,8 +92,36 @@ def test_check_an_issuer_named_differently() -> None:
 def test_check_an_unreachable_issuer_exits_2() -> None:
     result = run("check", f"http://127.0.0.1:{free_port()}")
     assert result.code == 2
-    assert "discovery: cannot connect (ConnectError)" in result.text
+    assert "is unreachable (ConnectError)" in result.err
     assert "-> no answer" in result.out
+
+
+def test_check_a_slow_issuer_is_bounded_by_the_timeout() -> None:
+    with site() as (base, routes):
+        routes["/.well-known/openid-configuration"] = (SLOW, 5)
+        started = time.monotonic()
+        result = run("check", base, "--timeout", "0.5")
+        elapsed = time.monotonic() - started
+    assert result.code == 2, result.text
+    assert "did not answer in time" in result.err
+    assert elapsed < 4.5  # bounded by the timeout, not by the server (generous under load)
+
+
+def test_check_describes_odd_key_sets() -> None:
+    okp = {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(bytes(32))}
+    with site() as (base, routes):
+        routes["/.well-known/openid-configuration"] = (200, metadata(base))
+        good = FakeIssuer(base).jwks()["keys"][0]
+        keys = [good, {**good}, okp, {"kty": "XYZ", "kid": "odd"}, "not a key", ec_jwk("p256")]
+        routes["/jwks"] = (200, {"keys": keys})
+        result = run("check", base)
+    assert result.code == 0, result.text
+    out = result.out
+    assert '[warn] 2 keys share kid "test-key-1": each is tried' in out
+    assert 'kid "odd": kty "XYZ": skipped, unsupported_key_type' in out
+    assert "#4: not a JSON object: skipped" in out
+    assert 'kid "ed": OKP Ed25519' in out
+    assert "6 keys published" in out
 
 
 def test_check_falls_back_to_rfc8414_and_lists_endpoints() -> None:
@@ -122,8 +162,8 @@ def test_check_reads_introspection_from_the_rfc8414_document() -> None:
 @pytest.mark.parametrize(
     ("routes_of", "code", "message"),
     [
-        (lambda base: {"/.well-known/openid-configuration": (500, {})}, 2, "HTTP status 500"),
-        (lambda base: {}, 1, "discovery: HTTP status 404"),
+        (lambda base: {"/.well-known/openid-configuration": (500, {})}, 2, "answered HTTP 500"),
+        (lambda base: {}, 1, "answered HTTP 404"),
         (
             lambda base: {"/.well-known/openid-configuration": (200, {"issuer": base})},
             1,
@@ -161,7 +201,7 @@ def test_check_reads_introspection_from_the_rfc8414_document() -> None:
                 ),
             },
             1,
-            "jwks_uri is not https",
+            "jwks_uri is not an https URL",
         ),
     ],
 )

@@ -20,7 +20,7 @@ import typer
 from joserfc.errors import SecurityWarning
 
 from .._clock import system_clock
-from .._http import HttpClientHolder, fetch_json
+from .._http import DEFAULT_MAX_BYTES, HttpClientHolder, fetch_json
 from ..errors import ConfigurationError, ProviderUnavailable
 from ..jose import import_jwks
 from ..jose.keys import UnusableKey, key_from_jwk
@@ -28,6 +28,7 @@ from ..providers.discovery import (
     MetadataCache,
     ProviderMetadata,
     check_issuer_url,
+    describe_unavailable,
     discovery_urls,
 )
 from ..resource import OIDCProvider
@@ -120,7 +121,8 @@ def _failure_code(reason: str) -> int:
     return REFUSED
 
 
-def _fetch_problem(reason: str, what: str, timeout: float) -> str:
+def _jwks_problem(reason: str, timeout: float) -> str:
+    what = "JWKS"
     if reason == "timeout":
         return f"{what}: no complete answer within {timeout:g} s"
     if reason.startswith("transport_error:"):
@@ -130,7 +132,7 @@ def _fetch_problem(reason: str, what: str, timeout: float) -> str:
     if reason in ("invalid_json", "json_not_an_object"):
         return f"{what}: the answer is not a JSON object"
     if reason == "response_too_large":
-        return f"{what}: the answer is larger than authbridge reads (512 KiB)"
+        return f"{what}: larger than authbridge reads ({DEFAULT_MAX_BYTES // 1024} KiB)"
     return f"{what}: {reason}"
 
 
@@ -270,7 +272,7 @@ async def _keys(
     except ProviderUnavailable as exc:
         for line in recorder.lines(mark):
             report.say(line)
-        report.problem(_failure_code(exc.reason), _fetch_problem(exc.reason, "JWKS", timeout))
+        report.problem(_failure_code(exc.reason), _jwks_problem(exc.reason, timeout))
         return None
     for line in recorder.lines(mark):
         report.say(line)
@@ -380,23 +382,10 @@ async def _discover(
             report.say(f"  configured: {to_json(issuer)}")
             report.say(f"  discovered: {to_json(found)}")
             report.say(f"  [tip] {_issuer_hint(issuer, found, answered)}")
-        elif reason.startswith(("metadata_insecure_url:", "metadata_invalid:")):
-            member = reason.split(":", 1)[1]
-            problem = (
-                "is not https (plain http only for an http:// issuer)"
-                if reason.startswith("metadata_insecure_url")
-                else "is not a valid URL"
-            )
-            report.problem(REFUSED, f"the metadata's {member} {problem}")
         else:
-            report.problem(_failure_code(reason), _fetch_problem(reason, "discovery", timeout))
-            if reason.startswith("http_status:4") and discovery_url is None:
-                report.say(
-                    "  [tip] no metadata at the well-known URLs: is the issuer URL right? "
-                    "(or give --discovery-url)"
-                )
-        if exc.detail:
-            report.say(f"  detail: {to_json(exc.detail)}")
+            # The library's own words: what the app's start-up log says too.
+            explanation, _ = describe_unavailable(exc)
+            report.problem(_failure_code(reason), explanation)
         return None
     for line in recorder.lines(0):
         report.say(line)
