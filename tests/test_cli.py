@@ -99,7 +99,7 @@ def test_decode_prints_header_claims_and_times_marked_unverified(
     assert out["claims"]["sub"] == "bob"
     assert out["claims"]["scope"] == "items:read"
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(expires in (9|10)m \d+s\)", out["times"]["exp"]
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(expires in \d+m \d+s\)", out["times"]["exp"]
     )
     assert "issued" in out["times"]["iat"]
     assert out["signature_bytes"] == 256
@@ -108,7 +108,7 @@ def test_decode_prints_header_claims_and_times_marked_unverified(
 def test_decode_an_expired_token_says_how_long_ago(fake_issuer: FakeIssuer) -> None:
     result = run("decode", fake_issuer.bad.expired())
     assert result.code == 0
-    assert re.search(r"\(expired (9m \d+s|10m \d+s) ago\)", result.json()["times"]["exp"])
+    assert re.search(r"\(expired 1[0-9]m \d+s ago\)", result.json()["times"]["exp"])
 
 
 def test_decode_reads_stdin_and_a_pasted_authorization_value(fake_issuer: FakeIssuer) -> None:
