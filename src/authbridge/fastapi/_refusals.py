@@ -191,5 +191,5 @@ def explanation(
     if detail:
         body["detail"] = dict(detail)
     if error.retry_after is not None:
-        body["retry_after"] = retry_after(error)
+        body["retry_after"] = int(retry_after(error))
     return body
