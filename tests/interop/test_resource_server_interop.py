@@ -398,7 +398,7 @@ def test_misconfigured_issuer_fails_closed(
 
             unavailable = client.get("/items", headers=bearer(forged))
             assert unavailable.status_code == 503
-            assert unavailable.headers["retry-after"] == "5"
+            assert 1 <= int(unavailable.headers["retry-after"]) <= JWKS_COOLDOWN  # time left
             assert unavailable.json() == {"detail": "Authentication temporarily unavailable"}
 
         # Within the cooldown the broken provider is not asked again.
@@ -453,7 +453,7 @@ def test_provider_down_at_start_gives_503_then_recovers(
         for _ in range(3):
             response = client.get("/items", headers=bearer(token))
             assert response.status_code == 503
-            assert response.headers["retry-after"] == "5"
+            assert 1 <= int(response.headers["retry-after"]) <= JWKS_COOLDOWN  # time left
         assert len(transport.paths) == attempts  # a dead provider is not hammered
         # Garbage is still a plain 401: no provider is needed to refuse it.
         assert client.get("/items", headers=bearer("a.b.c")).status_code == 401
