@@ -25,6 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 from authbridge import (
     AuthBridge,
     ConfigurationError,
+    GitHubProvider,
     InvalidToken,
     Principal,
     ProviderUnavailable,
@@ -157,6 +158,20 @@ def test_an_unknown_issuer_lists_the_configured_ones(fake_issuer: FakeIssuer) ->
     assert detail["detail"]["configured"] == [fake_issuer.issuer]
     assert detail["detail"]["actual"] == fake_issuer.issuer + "/"
     assert "trailing slash" in detail["detail"]["hint"]
+
+
+def test_an_unroutable_opaque_token_lists_the_prefixes(fake_issuer: FakeIssuer) -> None:
+    auth = AuthBridge(
+        providers=[fake_issuer.provider(), GitHubProvider()],
+        transport=fake_issuer.transport,
+        explain_refusals=True,
+    )
+    with TestClient(make_app(auth)) as client:
+        response = client.get("/items", headers=bearer("refresh-token-abc"))
+    detail = response.json()["detail"]
+    assert detail["reason"] == "unknown_token_format"
+    assert "ghp_" in detail["detail"]["configured_prefixes"]
+    assert "prefix" in detail["detail"]["hint"]
 
 
 def test_missing_scopes_are_listed(fake_issuer: FakeIssuer) -> None:

@@ -154,6 +154,11 @@ class AuthBridge:
         self._issuers = tuple(
             issuer for p in providers for issuer in self.resource_server.bound(p.name).jwt_issuers
         )
+        self._prefixes = tuple(
+            prefix
+            for p in providers
+            for prefix in self.resource_server.bound(p.name).opaque_prefixes
+        )
         self._max_token_bytes = max(
             self.resource_server.bound(p.name).max_token_bytes for p in providers
         )
@@ -206,7 +211,11 @@ class AuthBridge:
         ``iss`` of a token naming an unknown issuer).
         """
         return refusal_detail(
-            error, issuers=self._issuers, token=token, max_bytes=self._max_token_bytes
+            error,
+            issuers=self._issuers,
+            prefixes=self._prefixes,
+            token=token,
+            max_bytes=self._max_token_bytes,
         )
 
     @staticmethod

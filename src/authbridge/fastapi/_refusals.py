@@ -78,6 +78,7 @@ def refusal_detail(
     error: AuthBridgeError,
     *,
     issuers: Sequence[str],
+    prefixes: Sequence[str] = (),
     token: Callable[[], str],
     max_bytes: int,
 ) -> dict[str, Any]:
@@ -89,6 +90,18 @@ def refusal_detail(
     hint = _HINTS.get(error.reason)
     if hint is not None:
         return {**error.detail, "hint": hint}
+    if error.reason == "unknown_token_format":
+        return bounded_detail(
+            {
+                "configured_prefixes": list(prefixes),
+                "hint": (
+                    "an opaque token must start with a prefix a provider declares, or go to a "
+                    "provider accepting unprefixed opaque tokens (none here); JWTs are routed "
+                    "by their iss"
+                ),
+                **error.detail,
+            }
+        )
     if error.reason != "unknown_issuer":
         return error.detail
     detail = dict(error.detail)
