@@ -221,6 +221,7 @@ def test_durations_and_times() -> None:
     for bad in ("soon", True, None, 1e12):
         assert "not a valid NumericDate" in describe_time("exp", bad, now)
     assert "out of the range" in describe_time("exp", -1e11, now)
+    assert len(describe_time("exp", "x" * 10_000, now)) < 120
 
 
 # -- verify --------------------------------------------------------------------------------

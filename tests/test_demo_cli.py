@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -154,6 +155,7 @@ def test_demo_on_a_taken_port_says_so_and_exits_2() -> None:
     assert "--port PORT" in api.stderr
     assert issuer.returncode == 2, issuer.stderr
     assert f"error: port {port} on 127.0.0.1 is already in use (test issuer)" in issuer.stderr
+    assert "--issuer-port PORT" in issuer.stderr
     for result in (api, issuer):
         assert "Traceback" not in result.stderr
         assert "_TOKEN=" not in result.stdout  # nothing printed that would not work
@@ -235,6 +237,37 @@ def test_mint_refuses_an_unusable_key_file(tmp_path: Path, content: bytes, messa
     assert result.code == 2
     assert message in result.err
     assert key_file.read_bytes() == content  # never overwritten
+
+
+def test_key_files_that_cannot_be_read_or_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run("mint", "--key-file", str(blocker / "dev.pem"), "--issuer", "http://127.0.0.1:9")
+    assert result.code == 2, result.text
+    assert result.err.startswith("error: cannot read the key file")
+    directory = run("mint", "--key-file", str(tmp_path), "--issuer", "http://127.0.0.1:9")
+    assert directory.code == 2
+    assert "is a directory" in directory.err
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("authbridge.cli._dev.tempfile.mkstemp", refuse)
+    result = run("mint", "--key-file", str(tmp_path / "new.pem"), "--issuer", "http://127.0.0.1:9")
+    assert result.code == 2, result.text
+    assert "error: cannot create the key file" in result.err
+    assert "Permission denied" in result.err
+
+
+def test_concurrent_creation_of_one_key_file_gives_one_key(tmp_path: Path) -> None:
+    key_file = tmp_path / "dev.pem"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        keys = list(pool.map(lambda _: load_or_create_key(key_file), range(4)))
+    numbers = {key.private_numbers().d for key in keys}
+    assert numbers == {load_or_create_key(key_file).private_numbers().d}
+    assert [p.name for p in tmp_path.iterdir()] == ["dev.pem"]  # no temporary file left
 
 
 def test_mint_claim_needs_a_name() -> None:

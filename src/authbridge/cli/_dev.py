@@ -51,24 +51,7 @@ def load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=_MIN_BITS)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".authbridge-key-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-            try:
-                os.link(temporary, path)  # fails if another process created it meanwhile
-            except FileExistsError:
-                return load_or_create_key(path)
-        finally:
-            os.unlink(temporary)
-        return key
+        return _create_key(path)
     except OSError as exc:
         fail(f"error: cannot read the key file {str(path)!r}: {exc.strerror}", UNAVAILABLE)
     try:
@@ -86,6 +69,33 @@ def load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
             UNAVAILABLE,
         )
     return loaded
+
+
+def _create_key(path: Path) -> rsa.RSAPrivateKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=_MIN_BITS)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp creates the file readable by its owner only.
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".authbridge-key-")
+    except OSError as exc:
+        fail(f"error: cannot create the key file {str(path)!r}: {exc.strerror}", UNAVAILABLE)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        try:
+            os.link(temporary, path)  # never replaces: fails if another process won the race
+        except FileExistsError:
+            return load_or_create_key(path)
+        except OSError as exc:
+            fail(f"error: cannot create the key file {str(path)!r}: {exc.strerror}", UNAVAILABLE)
+    finally:
+        os.unlink(temporary)
+    return key
 
 
 def bind(host: str, port: int, what: str, option: str) -> socket.socket:
@@ -113,7 +123,13 @@ def bind(host: str, port: int, what: str, option: str) -> socket.socket:
 
 
 def enter_issuer(
-    stack: ExitStack, port: int, host: str, key: rsa.RSAPrivateKey | None, audience: str
+    stack: ExitStack,
+    *,
+    port: int,
+    host: str,
+    key: rsa.RSAPrivateKey | None,
+    audience: str,
+    option: str,
 ) -> ServedFakeIssuer:
     """Serve a test issuer until ``stack`` closes; a clear message if the port is taken."""
     try:
@@ -124,7 +140,7 @@ def enter_issuer(
         if exc.errno == errno.EADDRINUSE:
             fail(
                 f"error: port {port} on {host} is already in use (test issuer); stop the "
-                "program using it or choose another port",
+                f"program using it or choose another with {option} PORT",
                 UNAVAILABLE,
             )
         fail(f"error: cannot serve the test issuer on {host}:{port}: {exc.strerror}", UNAVAILABLE)
@@ -231,7 +247,9 @@ def mint(
         typer.echo(token_of(fake))
         return
     with ExitStack() as stack:
-        fake = enter_issuer(stack, port, host, key, audience)
+        fake = enter_issuer(
+            stack, port=port, host=host, key=key, audience=audience, option="--port"
+        )
         typer.echo(f"ISSUER={fake.issuer}")
         typer.echo(f"TOKEN={token_of(fake)}")
         typer.echo(
@@ -284,7 +302,14 @@ def demo(
     # Listen first: a taken port is reported before anything else happens.
     with ExitStack() as stack:
         listener = stack.enter_context(bind(host, port, "demo API", "--port"))
-        issuer = enter_issuer(stack, issuer_port, "127.0.0.1", key, DEMO_AUDIENCE)
+        issuer = enter_issuer(
+            stack,
+            port=issuer_port,
+            host="127.0.0.1",
+            key=key,
+            audience=DEMO_AUDIENCE,
+            option="--issuer-port",
+        )
         port = listener.getsockname()[1]  # the real one when --port 0
         base = f"http://{host}:{port}"
         api, _ = create_demo_app(issuer, resource=base)

@@ -19,7 +19,6 @@ from ..providers.discovery import describe_unavailable
 from ..resource import OIDCProvider, Principal, ResourceServer
 from ._app import (
     MAX_INPUT_CHARS,
-    OK,
     REFUSED,
     UNAVAILABLE,
     command,
@@ -75,12 +74,13 @@ def duration(seconds: float) -> str:
 def describe_time(name: str, value: Any, now: float) -> str:
     """A NumericDate claim as an ISO date (UTC) with how far it is from ``now``."""
     seconds = numeric_date(value)
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
     if seconds is None:
-        return f"{value!r}: not a valid NumericDate (authbridge refuses the token)"
+        return f"{shown}: not a valid NumericDate (authbridge refuses the token)"
     try:
         moment = datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, ValueError, OSError):
-        return f"{value!r}: out of the range of dates"
+        return f"{shown}: out of the range of dates"
     iso = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
     delta = seconds - now
     span = duration(delta)
@@ -325,7 +325,6 @@ def verify(
         fail(message + (f"\n  {hint}" if hint else ""), _exit_code(exc))
     typer.echo(to_json(_principal_json(principal)))
     typer.echo(f"valid: accepted by OIDCProvider(issuer={issuer!r}) with these options", err=True)
-    raise typer.Exit(OK)
 
 
 def _exit_code(exc: AuthBridgeError) -> int:
