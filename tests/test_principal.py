@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import pickle
 import time
+from collections.abc import Callable
+from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI, Security
+from fastapi.testclient import TestClient
 
-from authbridge import OIDCProvider, Principal, roles
+from authbridge import (
+    AuthBridge,
+    ConfigurationError,
+    Introspection,
+    InvalidToken,
+    OIDCProvider,
+    Principal,
+    ResourceServer,
+    roles,
+)
 
 NOW = int(time.time())
 BASE = {"iss": "https://issuer.example.test", "exp": NOW + 60, "aud": "api", "sub": "alice"}
+OMIT = object()
 
 
 def provider(**kwargs: object) -> OIDCProvider:
@@ -84,3 +102,252 @@ def test_fields() -> None:
     assert principal.claims["extra"] == {"x": 1}
     assert principal.has_scopes("a")
     assert not principal.has_scopes("a", "b")
+
+
+# -- claims are read-only, at every depth (a principal is shared through the cache) -----------
+
+NESTED = {
+    **BASE,
+    "aud": ["api", "account"],
+    "realm_access": {"roles": ["user"]},
+    "resource_access": {"api": {"roles": ["editor"]}},
+    "groups": [{"name": "staff", "tags": ["a"]}],
+}
+
+
+def mutations(claims: Any) -> list[Callable[[], object]]:
+    """Every way of changing a claims mapping, its nested objects or its arrays."""
+    roles = claims["realm_access"]["roles"]
+    nested = claims["resource_access"]["api"]
+    deep = claims["groups"][0]["tags"]
+
+    def augmented_list() -> None:
+        r = roles
+        r += ["admin"]
+
+    def augmented_dict() -> None:
+        c = claims
+        c |= {"sub": "mallory"}
+
+    return [
+        lambda: claims.__setitem__("sub", "mallory"),
+        lambda: claims.__delitem__("sub"),
+        lambda: claims.update(sub="mallory"),
+        lambda: claims.setdefault("admin", True),
+        lambda: claims.pop("sub"),
+        claims.popitem,
+        claims.clear,
+        augmented_dict,
+        lambda: nested.__setitem__("roles", ["admin"]),
+        lambda: claims["realm_access"].update(roles=["admin"]),
+        lambda: roles.append("admin"),
+        lambda: roles.extend(["admin"]),
+        lambda: roles.insert(0, "admin"),
+        lambda: roles.__setitem__(0, "admin"),
+        lambda: roles.__setitem__(slice(0, 1), ["admin"]),
+        lambda: roles.__delitem__(0),
+        lambda: roles.remove("user"),
+        roles.pop,
+        roles.clear,
+        roles.sort,
+        roles.reverse,
+        lambda: roles.__imul__(2),
+        augmented_list,
+        lambda: deep.append("b"),
+        lambda: claims["aud"].append("evil"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(mutations(provider().principal_from(NESTED).claims))))
+def test_claims_cannot_be_changed(index: int) -> None:
+    source = copy.deepcopy(NESTED)
+    principal = provider().principal_from(source)
+    with pytest.raises(TypeError, match="read-only"):
+        mutations(principal.claims)[index]()
+    assert principal.claims == NESTED
+
+
+def test_read_only_claims_read_compare_and_serialise_like_dicts() -> None:
+    principal = provider(roles_claims=[roles.KEYCLOAK_REALM]).principal_from(copy.deepcopy(NESTED))
+    claims = principal.claims
+    assert claims == NESTED
+    assert isinstance(claims, dict)
+    assert isinstance(claims["aud"], list)
+    assert isinstance(claims["realm_access"], dict)
+    assert claims["realm_access"]["roles"] == ["user"]
+    assert principal.roles == {"user"}
+    assert json.loads(json.dumps(claims)) == NESTED
+    assert json.loads(principal.model_dump_json())["claims"] == NESTED
+    dumped = principal.model_dump()["claims"]
+    assert dumped == NESTED
+    dumped["realm_access"]["roles"].append("admin")  # model_dump gives plain, mutable copies
+    assert claims["realm_access"]["roles"] == ["user"]
+    mutable = copy.deepcopy(dict(claims))
+    assert mutable == NESTED
+    assert pickle.loads(pickle.dumps(principal)) == principal
+    plain = claims.copy()
+    plain["sub"] = "bob"  # copy() is a plain dict
+    assert claims["sub"] == "alice"
+
+
+def test_the_principal_does_not_share_the_callers_containers() -> None:
+    source = copy.deepcopy(NESTED)
+    principal = provider().principal_from(source)
+    source["realm_access"]["roles"].append("admin")
+    source["aud"].append("evil")
+    source["sub"] = "mallory"
+    assert principal.claims == NESTED
+
+
+def test_validated_principals_are_read_only_too() -> None:
+    """API verifiers build principals by validation: the same guarantee."""
+    groups = {"staff": ["a"]}
+    principal = Principal(provider="p", issuer="i", claims={"groups": groups, "t": ({"x": 1},)})
+    groups["staff"].append("b")
+    assert principal.claims == {"groups": {"staff": ["a"]}, "t": ({"x": 1},)}
+    with pytest.raises(TypeError):
+        principal.claims["groups"]["staff"].append("c")
+    with pytest.raises(TypeError):
+        principal.claims["t"][0]["x"] = 2
+
+
+def test_a_mutation_attempt_in_one_request_is_not_seen_by_the_next(fake_issuer: Any) -> None:
+    auth = AuthBridge(
+        [fake_issuer.provider(roles_claims=[roles.KEYCLOAK_REALM])], transport=fake_issuer.transport
+    )
+    app = FastAPI(lifespan=auth.lifespan)
+
+    @app.get("/promote")
+    async def promote(user: Principal = Security(auth.principal)) -> dict[str, Any]:
+        try:
+            user.claims["realm_access"]["roles"].append("admin")
+        except TypeError:
+            return {"refused": True, "roles": sorted(user.roles)}
+        return {"refused": False}
+
+    @app.get("/me", response_model=Principal)
+    async def me(user: Principal = Security(auth.principal)) -> Principal:
+        return user
+
+    token = fake_issuer.token(realm_access={"roles": ["user"]})
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as client:
+        assert client.get("/promote", headers=headers).json() == {
+            "refused": True,
+            "roles": ["user"],
+        }
+        me_response = client.get("/me", headers=headers)
+    assert me_response.status_code == 200
+    assert me_response.json()["claims"]["realm_access"] == {"roles": ["user"]}
+
+
+# -- the subject claim --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subject_claims", "claims", "expected"),
+    [
+        (("sub",), {"sub": "alice", "username": "bob"}, "alice"),
+        (("sub",), {"sub": OMIT, "username": "bob"}, None),
+        (("sub", "username"), {"sub": OMIT, "username": "bob"}, "bob"),
+        (("sub", "username"), {"sub": "alice", "username": "bob"}, "alice"),
+        (("username", "sub"), {"sub": "alice", "username": "bob"}, "bob"),
+        (("username",), {"sub": "alice", "username": OMIT}, None),
+        ("username", {"sub": "alice", "username": "bob"}, "bob"),  # one claim, not its letters
+        (("oid", "sub"), {"sub": "alice", "oid": "00000000-0000"}, "00000000-0000"),
+    ],
+    ids=repr,
+)
+def test_subject_claims(subject_claims: Any, claims: dict[str, Any], expected: str | None) -> None:
+    claims = {k: v for k, v in {**BASE, **claims}.items() if v is not OMIT}
+    principal = provider(subject_claims=subject_claims).principal_from(claims)
+    assert principal.subject == expected
+
+
+@pytest.mark.parametrize("value", [42, True, None, "", ["bob"], {"name": "bob"}], ids=repr)
+def test_subject_claim_of_the_wrong_type_refuses_the_token(value: Any) -> None:
+    p = provider(subject_claims=("username", "sub"))
+    with pytest.raises(InvalidToken) as caught:
+        p.principal_from({**BASE, "username": value})
+    assert (caught.value.reason, caught.value.claim, caught.value.provider) == (
+        "invalid_claim_type",
+        "username",
+        "p",
+    )
+
+
+@pytest.mark.parametrize("subject_claims", [(), [""], ("sub", ""), [None]], ids=repr)
+def test_subject_claims_must_name_claims(subject_claims: Any) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        provider(subject_claims=subject_claims)
+    assert caught.value.reason == "subject_claims_required"
+    assert "username" in str(caught.value)
+
+
+def test_jwt_subject_from_another_claim(fake_issuer: Any) -> None:
+    auth = AuthBridge(
+        [fake_issuer.provider(subject_claims=("sub", "username"))], transport=fake_issuer.transport
+    )
+    app = FastAPI(lifespan=auth.lifespan)
+
+    @app.get("/me")
+    async def me(user: Principal = Security(auth.principal)) -> dict[str, Any]:
+        return {"subject": user.subject}
+
+    with TestClient(app) as client:
+        ok = client.get(
+            "/me", headers={"Authorization": f"Bearer {fake_issuer.token(None, username='bob')}"}
+        )
+        bad = client.get(
+            "/me", headers={"Authorization": f"Bearer {fake_issuer.token(None, username=7)}"}
+        )
+    assert ok.json() == {"subject": "bob"}
+    assert bad.status_code == 401
+
+
+INTROSPECTED = {
+    "active": True,
+    "aud": "api",
+    "token_type": "Bearer",
+    "username": "jdoe",
+    "exp": NOW + 60,
+}
+
+
+@pytest.mark.parametrize(
+    ("subject_claims", "answer", "expected"),
+    [
+        (("sub",), INTROSPECTED, None),
+        (("sub", "username"), INTROSPECTED, "jdoe"),
+        (("sub", "username"), {**INTROSPECTED, "sub": "u-1"}, "u-1"),
+        (("sub", "username"), {**INTROSPECTED, "username": 5}, "invalid_claim_type"),
+        (("sub", "username"), {**INTROSPECTED, "sub": ""}, "invalid_claim_type"),
+        (("sub", "login"), {**INTROSPECTED, "login": ["x"]}, "invalid_claim_type"),
+    ],
+    ids=repr,
+)
+async def test_introspection_subject_from_another_claim(
+    subject_claims: tuple[str, ...], answer: dict[str, Any], expected: str | None
+) -> None:
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json=answer))
+    p = provider(
+        subject_claims=subject_claims,
+        introspection=Introspection(
+            client_id="api", client_secret="s", endpoint=BASE["iss"] + "/i"
+        ),
+    )
+    server = ResourceServer([p], transport=transport)
+    await server.start(warm_up=False)
+    try:
+        result: Principal | InvalidToken = await server.verify("opaque-token-0123456789")
+    except InvalidToken as exc:
+        result = exc
+    finally:
+        await server.aclose()
+    if expected == "invalid_claim_type":
+        assert isinstance(result, InvalidToken)
+        assert result.reason == "invalid_claim_type"
+        assert result.claim in subject_claims
+    else:
+        assert isinstance(result, Principal)
+        assert result.subject == expected

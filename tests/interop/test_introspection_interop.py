@@ -322,8 +322,8 @@ def test_refresh_token_is_not_accepted_as_an_access_token(
     """SECURITY-CASES §2/§5: a refresh token presented as a bearer token must be refused.
 
     oidc-provider's introspection of a refresh token is ``active`` but carries neither
-    ``aud`` nor ``token_type``; only the missing ``aud`` (we configured an audience) can
-    tell it apart from an access token.
+    ``aud`` nor ``token_type``: with an audience configured, the missing ``aud`` refuses
+    it. Every other policy is covered in ``test_token_kinds_interop.py``.
     """
     response = oidc_provider.authorization_code_pkce_login(
         scope="openid offline_access items:read",

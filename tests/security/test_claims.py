@@ -418,7 +418,10 @@ def test_string_claims_of_wrong_type(make_auth, fake_issuer, clock, claim, value
     ("claims", "scopes"),
     [
         ({"scope": "items:read items:write"}, {"items:read", "items:write"}),
-        ({"scope": "  items:read\titems:write  "}, {"items:read", "items:write"}),
+        ({"scope": "  items:read  items:write  "}, {"items:read", "items:write"}),
+        # RFC 6749 §3.3: only U+0020 separates; "items:read\titems:write" is one invalid token.
+        ({"scope": "items:read\titems:write"}, set()),
+        ({"scope": "openid items:read\u00a0admin"}, {"openid"}),
         ({"scope": ""}, set()),
         ({"scope": OMIT, "scp": ["items:read", "admin"]}, {"items:read", "admin"}),
         ({"scope": OMIT, "scp": "items:read admin"}, {"items:read", "admin"}),

@@ -51,6 +51,9 @@ class JWTPolicy:
         max_token_bytes: Size cap checked before any decoding.
         issuer_aliases: Other spellings of the issuer the provider is known to
             use (e.g. Google's ``accounts.google.com``); each listed explicitly.
+        space_separated_aud: Read an ``aud`` string as audiences separated by
+            U+0020 (a provider quirk, opt-in); by default the string is one
+            audience.
     """
 
     issuer: str
@@ -64,6 +67,7 @@ class JWTPolicy:
     required_claims: frozenset[str] = frozenset({"iss", "exp"})
     max_token_bytes: int = 16 * 1024
     issuer_aliases: frozenset[str] = frozenset()
+    space_separated_aud: bool = False
 
     @property
     def issuers(self) -> frozenset[str]:
@@ -231,25 +235,52 @@ def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> No
 
 
 def _check_audience(claims: Mapping[str, Any], policy: JWTPolicy) -> None:
+    """``aud``, the client and ``claim_values``: is this token for this API?
+
+    With an audience configured, ``aud`` must name it. Without one (only
+    ``client_ids``), the client must be one of them, and a token whose ``aud``
+    names one of those clients is refused: that is an ID token's shape (OpenID
+    Connect Core §2: its ``aud`` is the client), not an access token's.
+    """
+    audiences: tuple[Any, ...] = ()
     if "aud" in claims or policy.audiences:
         aud = claims.get("aud")
         if isinstance(aud, str):
-            audiences: tuple[Any, ...] = (aud,)
+            audiences = (aud,)
+            if policy.space_separated_aud:
+                audiences = tuple(a for a in aud.split(" ") if a)
         elif isinstance(aud, list) and aud:
             audiences = tuple(aud)
             if not all(isinstance(a, str) for a in audiences):
                 raise InvalidToken("invalid_claim_type", claim="aud")
         elif "aud" not in claims:
-            raise InvalidToken("missing_claim", claim="aud")
+            raise InvalidToken(
+                "missing_claim", claim="aud", detail={"expected": policy.audiences}
+            )
         else:
             raise InvalidToken("invalid_claim_type", claim="aud")
         if policy.audiences and policy.audiences.isdisjoint(audiences):
-            raise InvalidToken("audience_mismatch", claim="aud")
+            raise InvalidToken(
+                "audience_mismatch",
+                claim="aud",
+                detail={"expected": policy.audiences, "actual": audiences},
+            )
 
     if policy.client_ids:
         client = client_of(claims, policy.client_id_claims)
         if client not in policy.client_ids:
             raise InvalidToken("client_mismatch", claim=policy.client_id_claims[0])
+        if (
+            audiences
+            and not policy.audiences
+            and policy.token_type != "id_token"
+            and not policy.client_ids.isdisjoint(audiences)
+        ):
+            raise InvalidToken(
+                "wrong_token_type",
+                claim="aud",
+                detail={"actual": audiences, "looks_like": "an ID token for this client"},
+            )
 
     for name, expected in policy.claim_values:
         value = claims.get(name)

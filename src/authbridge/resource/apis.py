@@ -27,7 +27,7 @@ from .._http import DEFAULT_TIMEOUT, ClientSource, RawResponse, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose._jwt import TokenType, numeric_date
 from ..providers.discovery import MetadataCache, check_issuer_url
-from .base import NoJWT, Verified, as_tuple, strings
+from .base import NoJWT, Verified, as_tuple, scope_tokens
 from .principal import Principal
 from .provider import BoundProvider, OIDCProvider
 
@@ -258,7 +258,8 @@ class _GitHubSource(_ApiSource):
                 raise _unavailable(response, self.name)
             user = response.json_object(provider=self.name)
             header = response.headers.get("x-oauth-scopes")
-            scopes = [s.strip() for s in header.split(",") if s.strip()] if header else []
+            # RFC 9110 §5.6.1 list: "," separates, optional SP / HTAB around elements.
+            scopes = [s.strip(" \t") for s in header.split(",")] if header else []
             expires_at = _github_expiry(
                 response.headers.get("github-authentication-token-expiration")
             )
@@ -270,7 +271,7 @@ class _GitHubSource(_ApiSource):
             issuer="https://github.com",
             subject=str(user["id"]),
             client_id=client_id,
-            scopes=strings(scopes, split=False),
+            scopes=tuple(scope_tokens(scopes)),
             expires_at=expires_at,
             claims=user,
         )
@@ -417,7 +418,7 @@ class _GoogleSource(BoundProvider):
             issuer=GOOGLE_ISSUER,
             subject=sub if isinstance(sub, str) else None,
             client_id=azp if isinstance(azp, str) else None,
-            scopes=strings(info.get("scope"), split=True),
+            scopes=tuple(scope_tokens(info.get("scope"))),
             expires_at=exp,
             claims=info,
         )
@@ -528,7 +529,7 @@ class _FacebookSource(_ApiSource):
             issuer="https://www.facebook.com",
             subject=str(user_id) if isinstance(user_id, str | int) else None,
             client_id=provider.app_id,
-            scopes=strings(data.get("scopes"), split=False),
+            scopes=tuple(scope_tokens(data.get("scopes"))),
             expires_at=expires_at,
             claims=data,
         )

@@ -1,7 +1,7 @@
 """What every token source looks like to the resource server.
 
 A *provider* (``OIDCProvider``, ``GitHubProvider``, ...) is configuration. Bound
-to one app (:meth:`Provider.bind`), it becomes a :class:`Source`: the runtime
+to one app (``Provider.bind``), it becomes a ``Source``: the runtime
 that verifies the tokens routed to it. The resource server routes each token to
 exactly one source:
 
@@ -17,8 +17,9 @@ that kind of token, and never to more than one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from .._clock import Clock
 from .._http import ClientSource
@@ -34,7 +35,7 @@ class Verified(NamedTuple):
     cache_until: float
     """POSIX time after which the result must not be reused."""
     marker: object = None
-    """Reuse is allowed only while :attr:`Source.cache_marker` is this object
+    """Reuse is allowed only while ``Source.cache_marker`` is this object
     (``None``: the result does not depend on the source's state, e.g. keys)."""
 
 
@@ -72,11 +73,11 @@ class Source(Protocol):
         ...
 
     def verify_jwt_cached(self, parsed: ParsedJWT, token_length: int) -> Verified | None:
-        """Verify a JWS now if its keys are at hand; ``None`` means "use :meth:`verify_jwt`"."""
+        """Verify a JWS now if its keys are at hand; ``None`` means "use ``verify_jwt``"."""
         ...
 
     async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
-        """Verify a JWS whose ``iss`` is one of :attr:`jwt_issuers`."""
+        """Verify a JWS whose ``iss`` is one of ``jwt_issuers``."""
         ...
 
     async def verify_opaque(self, token: str) -> Verified:
@@ -85,6 +86,20 @@ class Source(Protocol):
 
     async def warm_up(self) -> None:
         """Load what can be loaded ahead of the first request."""
+        ...
+
+
+@runtime_checkable
+class ChecksRevocation(Protocol):
+    """A source that can ask its provider whether a JWT it verified was revoked."""
+
+    async def check_active(self, token: str, principal: Principal) -> float:
+        """Ask the provider; return until when a positive answer may be reused.
+
+        Raises:
+            InvalidToken: ``revoked``, or ``revocation_check_unavailable``.
+            ProviderUnavailable: the provider could not be asked.
+        """
         ...
 
 
@@ -107,11 +122,11 @@ class NoJWT:
     jwt_issuers: tuple[str, ...] = ()
 
     def verify_jwt_cached(self, parsed: ParsedJWT, token_length: int) -> Verified | None:
-        """Never called: :attr:`jwt_issuers` is empty."""
+        """Never called: ``jwt_issuers`` is empty."""
         raise InvalidToken("unknown_issuer")
 
     async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
-        """Never called: :attr:`jwt_issuers` is empty."""
+        """Never called: ``jwt_issuers`` is empty."""
         raise InvalidToken("unknown_issuer")
 
 
@@ -138,10 +153,42 @@ def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(value)
 
 
-def strings(value: Any, *, split: bool) -> list[str]:
-    """The strings in a claim: a (space-separated, if ``split``) string or an array."""
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by U+0020 only.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def _plain_scope(value: str) -> bool:
+    """Whether ``value`` has only scope-token characters and spaces (the common case).
+
+    Printable ASCII excludes every separator ``str.split()`` knows but the space
+    (tabs, newlines, U+001C-U+001F, NBSP, ideographic space...); ``"`` and ``\\``
+    are the two printable characters scope tokens may not contain.
+    """
+    return value.isascii() and value.isprintable() and '"' not in value and "\\" not in value
+
+
+def scope_tokens(value: Any) -> frozenset[str]:
+    """The scopes a claim grants, by RFC 6749 §3.3.
+
+    A string is split on U+0020 only (runs of spaces are tolerated); an array
+    holds one scope per element. A token with a character outside the scope
+    syntax grants nothing: ``"openid\\titems:read"`` is one invalid token, not
+    ``items:read``. Anything else grants nothing.
+    """
     if isinstance(value, str):
-        return value.split() if split else [value]
+        if _plain_scope(value):
+            # Only U+0020 can separate here, so split() is exactly split(" ") minus empties.
+            return frozenset(value.split())
+        return frozenset(t for t in value.split(" ") if _SCOPE_TOKEN.fullmatch(t))
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str) and _SCOPE_TOKEN.fullmatch(v))
+    return frozenset()
+
+
+def strings(value: Any) -> list[str]:
+    """The strings in a claim: a string or an array of strings (scopes: ``scope_tokens``)."""
+    if isinstance(value, str):
+        return [value]
     if isinstance(value, list):
         return [v for v in value if isinstance(v, str)]
     return []

@@ -2,12 +2,88 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _set = object.__setattr__
+
+
+def _read_only(*_args: Any, **_kwargs: Any) -> NoReturn:
+    raise TypeError(
+        "Principal.claims is read-only: it is shared by every request carrying the same "
+        "token. Work on a copy, e.g. copy.deepcopy(dict(principal.claims))."
+    )
+
+
+class ReadOnlyClaims(dict[str, Any]):
+    """A ``dict`` whose content cannot change: what ``Principal.claims`` and its nested objects are.
+
+    It compares, serialises (JSON, pydantic, FastAPI) and reads like the ``dict``
+    it was built from; every mutating method raises ``TypeError``. ``copy()``
+    returns a plain, mutable ``dict`` (its nested values stay read-only).
+    """
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
+
+
+class ReadOnlyList(list[Any]):
+    """A ``list`` whose content cannot change: arrays inside ``Principal.claims``.
+
+    It compares equal to the ``list`` it was built from; every mutating method
+    raises ``TypeError``. ``copy()`` returns a plain, mutable ``list``.
+    """
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (list(self),))
+
+
+# Values shared as they are: immutable, and all a JSON document holds besides objects/arrays.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value if type(value) is ReadOnlyClaims else read_only_claims(value)
+    if isinstance(value, list):
+        if type(value) is ReadOnlyList:
+            return value
+        if _SCALARS.issuperset(map(type, value)):  # arrays of strings: the common case
+            return ReadOnlyList(value)
+        return ReadOnlyList([_frozen(v) for v in value])
+    if isinstance(value, tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(value)  # members are hashable, hence immutable already
+    return value
+
+
+def read_only_claims(claims: Mapping[str, Any]) -> ReadOnlyClaims:
+    """A deeply read-only copy of ``claims`` (objects and arrays at every depth).
+
+    Scalars are shared, containers copied once; an already read-only mapping is
+    returned as is.
+    """
+    if type(claims) is ReadOnlyClaims:
+        return claims
+    frozen = ReadOnlyClaims(claims)
+    # One C-level pass over the value types decides whether anything needs copying.
+    if not _SCALARS.issuperset(map(type, frozen.values())):
+        for name, value in claims.items():
+            if type(value) not in _SCALARS:
+                dict.__setitem__(frozen, name, _frozen(value))
+    return frozen
 
 
 class Principal(BaseModel):
@@ -15,8 +91,9 @@ class Principal(BaseModel):
 
     Usable as a FastAPI response model. ``claims`` holds the verified token
     claims as received; the other fields are normalised views of them. A
-    principal is cached and shared by every request carrying the same token:
-    treat it, ``claims`` included, as read-only.
+    principal is cached and shared by every request carrying the same token,
+    so it is immutable: ``claims`` and every object and array in it are
+    read-only (changing them raises ``TypeError``; copy them to work on them).
 
     Example:
         ```python
@@ -31,7 +108,11 @@ class Principal(BaseModel):
     provider: str = Field(description="Name of the configured provider that issued the token.")
     issuer: str = Field(description="The token's `iss`.")
     subject: str | None = Field(
-        default=None, description="The token's `sub` (user, or client for machine tokens)."
+        default=None,
+        description=(
+            "The token's `sub`, or the claim the provider reads the subject from "
+            "(user, or client for machine tokens)."
+        ),
     )
     client_id: str | None = Field(
         default=None, description="The OAuth client the token was issued to."
@@ -40,7 +121,14 @@ class Principal(BaseModel):
     roles: frozenset[str] = Field(default=frozenset(), description="Roles or groups.")
     expires_at: datetime | None = Field(default=None, description="When the token expires.")
     token_id: str | None = Field(default=None, description="The token's `jti`.")
-    claims: dict[str, Any] = Field(default_factory=dict, description="All verified claims.")
+    claims: dict[str, Any] = Field(
+        default_factory=dict, description="All verified claims (read-only)."
+    )
+
+    @field_validator("claims", mode="after")
+    @classmethod
+    def _read_only_claims(cls, claims: dict[str, Any]) -> dict[str, Any]:
+        return read_only_claims(claims)
 
     @classmethod
     def _trusted(cls, values: dict[str, Any]) -> Principal:

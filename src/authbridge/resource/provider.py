@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._clock import Clock
-from .._http import DEFAULT_TIMEOUT, ClientSource, request
+from .._http import DEFAULT_TIMEOUT, ClientSource, RawResponse, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import (
     JWTPolicy,
@@ -21,9 +21,15 @@ from ..jose import (
 from ..jose._jwt import TokenType, client_of
 from ..jose.keys import HMAC_ALGS, key_from_secret
 from ..providers.discovery import MetadataCache, ProviderMetadata, check_issuer_url
-from .base import Verified, as_tuple, lookup, strings
-from .introspection import Introspection, check_introspection, introspection_unavailable
-from .principal import Principal
+from .base import Verified, as_tuple, lookup, scope_tokens, strings
+from .introspection import (
+    Introspection,
+    check_active_answer,
+    check_introspection,
+    introspection_unavailable,
+    jwt_not_introspectable,
+)
+from .principal import Principal, read_only_claims
 
 DEFAULT_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -59,12 +65,14 @@ class OIDCProvider:
         leeway: Tolerated clock skew in seconds (at most 300).
         required_claims: Claims that must be present besides ``iss``, ``exp``
             (and ``aud`` whenever an audience is configured).
-        roles_claims: Claim paths to read roles from (see :mod:`authbridge.roles`):
+        roles_claims: Claim paths to read roles from (see [authbridge.roles][authbridge.roles]):
             a claim name, a dotted path, or a tuple of path segments.
         claim_values: Claims that must carry exactly these values, e.g.
             ``{"token_use": "access"}`` for Cognito access tokens.
-        scope_claims: Claims read as granted scopes: space-separated strings or
-            arrays of strings (``scope`` and ``scp`` by default).
+        scope_claims: Claims read as granted scopes: strings of scope tokens
+            separated by spaces (U+0020 only, RFC 6749 §3.3) or arrays of
+            strings (``scope`` and ``scp`` by default). A scope token with a
+            character outside the RFC's syntax grants nothing.
         max_token_bytes: Tokens longer than this are refused before decoding.
         jwks_cooldown: Minimum seconds between two JWKS fetches triggered by
             unknown ``kid`` values or failures.
@@ -73,10 +81,20 @@ class OIDCProvider:
         jwks_max_stale: How long past that the last good keys keep working while
             the JWKS endpoint fails.
         introspection: Also accept this provider's opaque access tokens, checked
-            with RFC 7662 introspection (see :class:`Introspection`).
+            with RFC 7662 introspection (see [Introspection][authbridge.Introspection]).
         issuer_aliases: Other exact ``iss`` spellings this provider is known to
             use (Google signs ID tokens as both ``https://accounts.google.com``
             and ``accounts.google.com``). Each is matched exactly, like ``issuer``.
+        subject_claims: Claims read as ``Principal.subject``, first present wins
+            (``("sub",)`` by default). For a server whose introspection
+            answers carry ``username`` instead of ``sub``, use
+            ``("sub", "username")``. A subject claim that is present but not a
+            non-empty string refuses the token (``invalid_claim_type``).
+        space_separated_aud: Read an ``aud`` given as one string as a list of
+            audiences separated by spaces (U+0020), for servers that send
+            ``"aud": "api-1 api-2"``. Off by default: then that string is one
+            audience, which matches no configured one. Applies to JWTs and to
+            introspection answers; not allowed with ``token_type="id_token"``.
 
     Raises:
         ConfigurationError: on an inconsistent configuration.
@@ -112,6 +130,8 @@ class OIDCProvider:
         jwks_max_stale: float = 6 * 3600.0,
         introspection: Introspection | None = None,
         issuer_aliases: Sequence[str] = (),
+        subject_claims: str | Sequence[str] = ("sub",),
+        space_separated_aud: bool = False,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("provider_name_required")
@@ -134,6 +154,25 @@ class OIDCProvider:
         )
         self.scope_claims = as_tuple(scope_claims)
         self._plain_scopes = self.scope_claims == ("scope", "scp")
+        self.subject_claims = as_tuple(subject_claims)
+        if not self.subject_claims or not all(
+            isinstance(c, str) and c for c in self.subject_claims
+        ):
+            raise ConfigurationError(
+                "subject_claims_required",
+                provider=name,
+                message="subject_claims must name at least one claim, e.g. ('sub', 'username')",
+            )
+        self._sub_only = self.subject_claims == ("sub",)
+        if space_separated_aud and token_type == "id_token":
+            raise ConfigurationError(
+                "space_separated_aud_with_id_token",
+                provider=name,
+                message=(
+                    "space_separated_aud is for access tokens; an ID token's aud is a string "
+                    "or an array (OpenID Connect Core §2): drop one of the two settings"
+                ),
+            )
         self.jwks_cooldown = float(jwks_cooldown)
         self.jwks_max_age = float(jwks_max_age)
         self.jwks_max_stale = float(jwks_max_stale)
@@ -151,6 +190,7 @@ class OIDCProvider:
                 required_claims=_ALWAYS_REQUIRED | frozenset(as_tuple(required_claims)),
                 max_token_bytes=max_token_bytes,
                 issuer_aliases=frozenset(as_tuple(issuer_aliases)),
+                space_separated_aud=bool(space_separated_aud),
             )
         except ConfigurationError as exc:
             raise exc.for_provider(name) from None
@@ -164,36 +204,50 @@ class OIDCProvider:
         return f"OIDCProvider({self.name!r}, issuer={self.issuer!r})"
 
     def principal_from(self, claims: Mapping[str, Any]) -> Principal:
-        """Build the :class:`Principal` for verified ``claims``."""
-        scope = claims.get("scope")
-        if self._plain_scopes and isinstance(scope, str) and "scp" not in claims:
-            scopes = frozenset(scope.split())  # the common case, without the general loop
+        """Build the [Principal][authbridge.Principal] for verified ``claims``.
+
+        Raises:
+            InvalidToken: a configured subject claim is present but not a
+                non-empty string.
+        """
+        if self._plain_scopes and "scp" not in claims:
+            scopes = scope_tokens(claims.get("scope"))  # the common case, one claim
         else:
             found: set[str] = set()
             for name in self.scope_claims:
                 value = claims.get(name)
                 if value is not None:
-                    found.update(strings(value, split=True))
+                    found.update(scope_tokens(value))
             scopes = frozenset(found)
         roles: set[str] = set()
         for path in self.roles_claims:
-            roles.update(strings(lookup(claims, path), split=False))
+            roles.update(strings(lookup(claims, path)))
         exp = claims.get("exp")
         client = client_of(claims, self.policy.client_id_claims)
         return Principal._trusted(
             {
                 "provider": self.name,
                 "issuer": self.issuer,
-                "subject": claims.get("sub"),
+                # `sub` was type-checked with the other registered claims.
+                "subject": claims.get("sub") if self._sub_only else self._subject(claims),
                 "client_id": client,
                 "scopes": scopes,
                 "roles": frozenset(roles),
                 "expires_at": datetime.fromtimestamp(exp, UTC) if exp is not None else None,
                 "token_id": claims.get("jti"),
-                # Parsed JSON and provider answers are fresh dicts: no copy needed.
-                "claims": claims if isinstance(claims, dict) else dict(claims),
+                # Shared by every request with this token: read-only, at every depth.
+                "claims": read_only_claims(claims),
             }
         )
+
+    def _subject(self, claims: Mapping[str, Any]) -> str | None:
+        for name in self.subject_claims:
+            if name in claims:
+                value = claims[name]
+                if not isinstance(value, str) or not value:
+                    raise InvalidToken("invalid_claim_type", provider=self.name, claim=name)
+                return value
+        return None
 
     def bind(
         self, client: ClientSource, clock: Clock, *, timeout: float = DEFAULT_TIMEOUT
@@ -203,9 +257,9 @@ class OIDCProvider:
 
 
 class BoundProvider:
-    """An :class:`OIDCProvider` inside one app: metadata, key cache, introspection.
+    """An ``OIDCProvider`` inside one app: metadata, key cache, introspection.
 
-    Implements :class:`authbridge.resource.base.Source`.
+    Implements ``authbridge.resource.base.Source``.
     """
 
     def __init__(
@@ -269,7 +323,7 @@ class BoundProvider:
         return self._metadata.metadata
 
     async def load_metadata(self) -> ProviderMetadata:
-        """Discover the provider's metadata (once; see :class:`MetadataCache`)."""
+        """Discover the provider's metadata (once; see ``MetadataCache``)."""
         return await self._metadata.get()
 
     async def _jwks_uri_from_metadata(self) -> str:
@@ -304,7 +358,7 @@ class BoundProvider:
                 return None
             return self._finish(parsed, alg, *found)
         except InvalidToken as exc:
-            raise InvalidToken(exc.reason, provider=provider.name, claim=exc.claim) from None
+            raise exc.for_provider(provider.name) from None
 
     async def verify_jwt(self, parsed: ParsedJWT, token_length: int) -> Verified:
         """Verify a parsed JWS routed to this provider by its ``iss`` (fetching keys if needed).
@@ -322,7 +376,7 @@ class BoundProvider:
             keyset, candidates = await self.jwks.lookup(kid, alg)
             return self._finish(parsed, alg, keyset, candidates)
         except InvalidToken as exc:
-            raise InvalidToken(exc.reason, provider=self.provider.name, claim=exc.claim) from None
+            raise exc.for_provider(self.provider.name) from None
 
     def _check_header(self, parsed: ParsedJWT, token_length: int) -> tuple[str, str | None]:
         policy = self.provider.policy
@@ -364,13 +418,69 @@ class BoundProvider:
             raise InvalidToken("unknown_token_format", provider=name)
         if len(token) > self.max_token_bytes:
             raise InvalidToken("token_too_large", provider=name)
+        response = await self._introspect(introspection, token)
+        if response.status != 200:
+            raise introspection_unavailable(response.status, name)
+        body = response.json_object(provider=name)
+        now = self._clock()
+        exp = check_introspection(
+            body,
+            self.provider.policy,
+            now,
+            provider=name,
+            marker=introspection.access_token_marker,
+        )
+        cache_until = now + introspection.cache_ttl
+        if exp is not None:
+            cache_until = min(cache_until, exp)
+        return Verified(self.provider.principal_from(body), cache_until, None)
+
+    async def check_active(self, token: str, principal: Principal) -> float:
+        """Ask the introspection endpoint whether a JWT verified here is still active.
+
+        For routes that must see revocations before ``exp``. Returns until
+        when the answer may be reused: ``Introspection.cache_ttl`` from now,
+        never past the token's expiry.
+
+        Raises:
+            InvalidToken: ``revoked`` (the server says inactive), or
+                ``revocation_check_unavailable``: this provider has no
+                introspection configured, or its server cannot introspect JWTs.
+            ProviderUnavailable: the endpoint is down, slow, refuses our
+                credentials or answers garbage (fail closed).
+        """
+        introspection = self.provider.introspection
+        name = self.provider.name
+        if introspection is None:
+            raise InvalidToken(
+                "revocation_check_unavailable",
+                provider=name,
+                detail={"needs": "OIDCProvider(introspection=Introspection(...))"},
+            )
+        response = await self._introspect(introspection, token)
+        if response.status != 200:
+            if jwt_not_introspectable(response):
+                raise InvalidToken(
+                    "revocation_check_unavailable",
+                    provider=name,
+                    detail={"introspection_error": "unsupported_token_type"},
+                )
+            raise introspection_unavailable(response.status, name)
+        check_active_answer(response.json_object(provider=name), provider=name)
+        cache_until = self._clock() + introspection.cache_ttl
+        if principal.expires_at is not None:
+            cache_until = min(cache_until, principal.expires_at.timestamp())
+        return cache_until
+
+    async def _introspect(self, introspection: Introspection, token: str) -> RawResponse:
+        name = self.provider.name
         endpoint = introspection.endpoint
         if endpoint is None:
             endpoint = await self._metadata.endpoint("introspection_endpoint")
             if endpoint is None:
                 raise ProviderUnavailable("metadata_without_introspection_endpoint", provider=name)
         data, basic = introspection.request_parts(token)
-        response = await request(
+        return await request(
             self._client,
             "POST",
             endpoint,
@@ -380,12 +490,3 @@ class BoundProvider:
             max_bytes=64 * 1024,
             provider=name,
         )
-        if response.status != 200:
-            raise introspection_unavailable(response.status, name)
-        body = response.json_object(provider=name)
-        now = self._clock()
-        exp = check_introspection(body, self.provider.policy, now, provider=name)
-        cache_until = now + introspection.cache_ttl
-        if exp is not None:
-            cache_until = min(cache_until, exp)
-        return Verified(self.provider.principal_from(body), cache_until, None)
