@@ -25,7 +25,7 @@ from authbridge import (
     ResourceServer,
     UserinfoProvider,
 )
-from authbridge.testing import FakeIssuer, sign_jwt
+from authbridge.testing import FakeGitHub, FakeIssuer, sign_jwt
 
 ENDPOINT = "https://op.example.test/introspect"
 
@@ -118,7 +118,7 @@ async def test_github_expiry_beyond_datetime_is_not_a_crash(clock: FakeClock) ->
     }
     provider = GitHubProvider(client_id="Iv1.app", client_secret="secret")
     server = ResourceServer([provider], transport=answering(body), clock=clock)
-    principal = await server.verify("gho_" + "a" * 36)
+    principal = await server.verify(FakeGitHub.well_formed_token("gho"))
     assert principal.expires_at is None  # an unusable expiry is ignored, not fatal
 
 

@@ -226,7 +226,7 @@ class World:
     def refused(self, kind: str) -> str:
         """A token the provider refuses in its documented way."""
         if kind == "github":
-            return "ghp_" + alnum(36)  # 401 Bad credentials
+            return FakeGitHub.well_formed_token("ghp")  # 401 Bad credentials
         if kind == "github-app":
             return self.github.issue_token(client_id="Iv1.another0app")  # 404 from check-token
         if kind == "google":
@@ -375,7 +375,7 @@ async def test_github_refuses_unknown_revoked_expired_and_refresh_tokens(
     expiring = world.github.issue_token(expires_in=60)
     refresh = world.github.issue_token(kind="ghr")
     world.clock.advance(61)
-    tokens = ["ghp_" + alnum(36), "gho_" + alnum(36), revoked, expiring]
+    tokens = [FakeGitHub.well_formed_token("ghp"), FakeGitHub.well_formed_token("gho"), revoked, expiring]
     if not app:
         tokens.append(refresh)  # /user: 401 Bad credentials for a refresh token
     async with running(world, world.github_provider(app=app)) as server:
@@ -1198,7 +1198,7 @@ async def test_principal_carries_no_credential(world: World, kind: str) -> None:
 async def test_prefixed_tokens_are_not_sent_to_the_unprefixed_source(world: World) -> None:
     # With GitHub, Google and Facebook configured, their prefixes never fall through to
     # the userinfo source, even when the token is unknown to its provider.
-    tokens = ["ghp_" + alnum(36), "ya29." + alnum(150), "EAA" + alnum(180)]
+    tokens = [FakeGitHub.well_formed_token("ghp"), "ya29." + alnum(150), "EAA" + alnum(180)]
     async with running(world, *world.all_providers()) as server:
         for token in tokens:
             with pytest.raises(InvalidToken):
@@ -1318,7 +1318,9 @@ def test_fault_is_503_through_fastapi_without_leaks(
         recovered = client.get("/me", headers=bearer(token))
     assert response.status_code == 503, response.text
     assert response.json() == {"detail": "Authentication temporarily unavailable"}
-    assert response.headers["retry-after"] == "5"
+    # A provider's own Retry-After (GitHub's and the userinfo fake's 60 s) is passed on.
+    says_when = fault == "rate-limited" and kind in ("github", "github-app", "userinfo")
+    assert response.headers["retry-after"] == ("60" if says_when else "5")
     assert recovered.status_code == 200  # the outage was not remembered
     assert "provider_unavailable" in caplog.text
     world.assert_no_leak(response.text + str(response.headers) + caplog.text, token)

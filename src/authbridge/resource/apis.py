@@ -10,6 +10,12 @@ these verifiers:
 - sends the token in a header or a POST body, never in a URL;
 - maps the provider's answers: token refused → :class:`InvalidToken` (401);
   rate limited, 5xx, timeout or garbage → :class:`ProviderUnavailable` (503);
+- range-checks every value it uses from an answer (dates, ``expires_in``, ids):
+  an expiry in the past, however far, is ``expired``; a value out of any usable
+  range is ignored or refused, never a crash;
+- refuses locally, before any call, a token not in its provider's documented
+  format (``check_token_format``), and has at most ``max_concurrent_checks``
+  calls in flight (a check beyond that is refused at once with a 503);
 - returns the same :class:`Principal`, cached within the token's lifetime and
   at most ``cache_ttl`` seconds.
 """
@@ -17,21 +23,35 @@ these verifiers:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from .._clock import Clock
-from .._http import DEFAULT_TIMEOUT, ClientSource, RawResponse, request
+from .._http import DEFAULT_TIMEOUT, ClientSource, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
-from ..jose._jwt import TokenType, numeric_date
+from ..jose._jwt import TokenType
 from ..providers.discovery import MetadataCache, check_issuer_url
-from .base import NoJWT, Verified, as_tuple, scope_tokens
-from .principal import Principal
+from ._api import MAX_API_RESPONSE, _ApiProvider, _ApiSource, _principal
+from ._formats import (
+    GOOGLE_ACCESS_TOKEN_MAX_BYTES,
+    facebook_token_plausible,
+    github_token_plausible,
+    google_access_token_plausible,
+)
+from ._limits import check_limit_settings
+from ._upstream import (
+    batch_body,
+    facebook_reason,
+    github_expiry,
+    iso_time,
+    numeric,
+    numeric_id,
+    rate_limited,
+    subject,
+    unavailable,
+)
+from .base import Verified, scope_tokens
 from .provider import BoundProvider, OIDCProvider
-
-MAX_API_RESPONSE = 256 * 1024
 
 GITHUB_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")
 """GitHub's documented token prefixes (personal, OAuth, user-to-server, server-to-server,
@@ -42,121 +62,6 @@ GOOGLE_ISSUER_ALIAS = "accounts.google.com"
 GOOGLE_JWKS_URI = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_TOKENINFO = "https://oauth2.googleapis.com/tokeninfo"
 GOOGLE_ACCESS_TOKEN_PREFIX = "ya29."
-
-
-def _principal(
-    *,
-    provider: str,
-    issuer: str,
-    subject: str | None,
-    client_id: str | None,
-    scopes: Sequence[str],
-    expires_at: float | None,
-    claims: Mapping[str, Any],
-) -> Principal:
-    return Principal(
-        provider=provider,
-        issuer=issuer,
-        subject=subject,
-        client_id=client_id,
-        scopes=frozenset(scopes),
-        expires_at=datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None,
-        token_id=None,
-        claims=dict(claims),
-    )
-
-
-def _numeric(value: Any) -> float | None:
-    """A NumericDate given as a number or a string of digits (Google sends strings)."""
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= 12):
-            return None
-        value = int(value)
-    return numeric_date(value)
-
-
-def _rate_limited(response: RawResponse) -> bool:
-    headers = response.headers
-    return response.status == 429 or (
-        response.status == 403
-        and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
-    )
-
-
-def _unavailable(response: RawResponse, provider: str) -> ProviderUnavailable:
-    if _rate_limited(response):
-        return ProviderUnavailable("rate_limited", provider=provider)
-    return ProviderUnavailable(f"http_status:{response.status}", provider=provider)
-
-
-class _ApiProvider:
-    """What the API-verifier configurations share: routing and cache settings."""
-
-    name: str
-    token_prefixes: tuple[str, ...]
-    accept_unprefixed: bool = False
-    cache_ttl: float
-    negative_cache_ttl: float
-
-    def _set_common(
-        self,
-        name: str,
-        token_prefixes: Sequence[str],
-        cache_ttl: float,
-        negative_cache_ttl: float,
-    ) -> None:
-        if cache_ttl < 0 or negative_cache_ttl < 0:
-            raise ConfigurationError("negative_cache_ttl", provider=name)
-        self.name = name
-        self.token_prefixes = as_tuple(token_prefixes)
-        if any(not prefix for prefix in self.token_prefixes):
-            raise ConfigurationError("empty_token_prefix", provider=name)
-        self.cache_ttl = cache_ttl
-        self.negative_cache_ttl = negative_cache_ttl
-
-
-class _ApiSource(NoJWT):
-    """Shared runtime of the API verifiers: routing attributes, HTTP, cache horizon."""
-
-    max_token_bytes = 4096
-    cache_marker: object = None
-
-    def __init__(
-        self, provider: _ApiProvider, client: ClientSource, clock: Clock, *, timeout: float
-    ) -> None:
-        self.name = provider.name
-        self.opaque_prefixes = provider.token_prefixes
-        self.accepts_unprefixed = provider.accept_unprefixed
-        self.negative_cache_ttl = provider.negative_cache_ttl
-        self._cache_ttl = provider.cache_ttl
-        self._client = client
-        self._clock = clock
-        self._timeout = timeout
-
-    async def warm_up(self) -> None:
-        """Nothing to load ahead of time."""
-
-    async def _call(self, method: str, url: str, **kwargs: Any) -> RawResponse:
-        return await request(
-            self._client,
-            method,
-            url,
-            timeout=self._timeout,
-            max_bytes=MAX_API_RESPONSE,
-            provider=self.name,
-            **kwargs,
-        )
-
-    def _verified(self, principal: Principal, expires_at: float | None) -> Verified:
-        now = self._clock()
-        if expires_at is not None and now >= expires_at:
-            raise InvalidToken("expired", provider=self.name)
-        horizon = now + self._cache_ttl
-        return Verified(principal, min(horizon, expires_at) if expires_at else horizon)
-
-    def _check_size(self, token: str) -> None:
-        if len(token) > self.max_token_bytes:
-            raise InvalidToken("token_too_large", provider=self.name)
 
 
 # -- GitHub -------------------------------------------------------------------------------
@@ -182,6 +87,16 @@ class GitHubProvider(_ApiProvider):
         token_prefixes: Tokens routed here (GitHub's documented prefixes).
         cache_ttl: Longest reuse of a positive answer, in seconds.
         negative_cache_ttl: How long a refused token is remembered.
+        max_concurrent_checks: Most calls to GitHub in flight at once.
+        max_checks_per_second: Most calls to GitHub started per second. A token
+            needing a call beyond either bound is refused at once with a 503
+            (see [ResourceServer][authbridge.ResourceServer]).
+        check_token_format: Refuse without asking GitHub a token of GitHub's
+            checksummed format (``ghp_``, ``gho_``, ``ghu_``, ``ghs_``, ``ghr_``
+            and 36 letters or digits) whose CRC32 checksum is wrong. Tokens of
+            other shapes (``github_pat_``, the longer ``ghs_`` format) go to
+            GitHub. Turn off only for a server that issues other tokens under
+            these prefixes.
     """
 
     def __init__(
@@ -194,10 +109,15 @@ class GitHubProvider(_ApiProvider):
         token_prefixes: Sequence[str] = GITHUB_TOKEN_PREFIXES,
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
+        max_concurrent_checks: int = 16,
+        max_checks_per_second: float = 100.0,
+        check_token_format: bool = True,
     ) -> None:
         if (client_id is None) != (client_secret is None):
             raise ConfigurationError("github_app_check_needs_id_and_secret", provider=name)
-        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
+        limits = (max_concurrent_checks, max_checks_per_second)
+        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl, limits)
+        self.check_token_format = check_token_format
         self.client_id = client_id
         self._client_secret = client_secret
         self.api_base = api_base.rstrip("/")
@@ -220,6 +140,11 @@ class _GitHubSource(_ApiSource):
         super().__init__(provider, client, clock, timeout=timeout)
         self._provider = provider
 
+    def check_format(self, token: str) -> None:
+        """Refuse a token of GitHub's checksummed format whose checksum is wrong."""
+        if self._check_format and not github_token_plausible(token):
+            self._refuse_format("GitHub token format: prefix, 30 characters, CRC32 checksum")
+
     async def verify_opaque(self, token: str) -> Verified:
         self._check_size(token)
         provider = self._provider
@@ -235,11 +160,11 @@ class _GitHubSource(_ApiSource):
             if response.status in (404, 422):
                 raise InvalidToken("rejected_by_provider", provider=self.name)
             if response.status != 200:
-                raise _unavailable(response, self.name)
+                raise self._unavailable(response)
             body = response.json_object(provider=self.name)
             user = body.get("user")
             scopes = body.get("scopes")
-            expires_at = _iso_time(body.get("expires_at"))
+            expires_at = iso_time(body.get("expires_at"))
             app = body.get("app")
             client_id = app.get("client_id") if isinstance(app, dict) else None
             if client_id != provider.client_id:
@@ -250,51 +175,36 @@ class _GitHubSource(_ApiSource):
                 f"{provider.api_base}/user",
                 headers={**_GITHUB_HEADERS, "Authorization": f"Bearer {token}"},
             )
-            if response.status == 401 or (response.status == 403 and not _rate_limited(response)):
+            if response.status == 401 or (response.status == 403 and not rate_limited(response)):
                 # 403 without rate limiting: e.g. an installation token (ghs_),
                 # which does not act for a user.
                 raise InvalidToken("rejected_by_provider", provider=self.name)
             if response.status != 200:
-                raise _unavailable(response, self.name)
+                raise self._unavailable(response)
             user = response.json_object(provider=self.name)
             header = response.headers.get("x-oauth-scopes")
             # RFC 9110 §5.6.1 list: "," separates, optional SP / HTAB around elements.
             scopes = [s.strip(" \t") for s in header.split(",")] if header else []
-            expires_at = _github_expiry(
+            expires_at = github_expiry(
                 response.headers.get("github-authentication-token-expiration")
             )
             client_id = None
-        if not isinstance(user, dict) or not isinstance(user.get("id"), int):
+        # GitHub ids are JSON integers: a string, a boolean or 2**64 is not an answer.
+        raw_id = user.get("id") if isinstance(user, dict) else None
+        user_id = numeric_id(raw_id) if isinstance(raw_id, int) else None
+        if user_id is None or not isinstance(user, dict):
             raise ProviderUnavailable("unexpected_response", provider=self.name)
+        self._check_expiry(expires_at)
         principal = _principal(
             provider=self.name,
             issuer="https://github.com",
-            subject=str(user["id"]),
+            subject=user_id,
             client_id=client_id,
             scopes=tuple(scope_tokens(scopes)),
             expires_at=expires_at,
             claims=user,
         )
         return self._verified(principal, expires_at)
-
-
-def _iso_time(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return numeric_date(moment.timestamp())
-    except (ValueError, OverflowError):  # e.g. year 10000 once in UTC
-        return None
-
-
-def _github_expiry(value: str | None) -> float | None:
-    # "2023-02-23 16:06:26 UTC" on tokens that expire (fine-grained PATs, ...)
-    if not value:
-        return None
-    return _iso_time(value.replace(" UTC", "+00:00").replace(" ", "T", 1))
 
 
 # -- Google -------------------------------------------------------------------------------
@@ -317,6 +227,15 @@ class GoogleProvider(OIDCProvider):
         tokeninfo_url: The token-info endpoint (tests point it at a fake).
         jwks_uri: Google's JWKS (tests point it at a fake).
         cache_ttl: Longest reuse of an access-token answer, in seconds.
+        negative_cache_ttl: How long a refused access token is remembered.
+        leeway: Tolerated clock skew for ID tokens, in seconds.
+        max_concurrent_checks: Most token-info calls in flight at once.
+        max_checks_per_second: Most token-info calls started per second. A token
+            needing a call beyond either bound is refused at once with a 503
+            (see [ResourceServer][authbridge.ResourceServer]).
+        check_token_format: Refuse without asking Google an access token longer
+            than Google's documented 2048 bytes, or with characters other than
+            ``[0-9A-Za-z._-]`` after ``ya29.``.
     """
 
     def __init__(
@@ -330,6 +249,9 @@ class GoogleProvider(OIDCProvider):
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
         leeway: float = 30.0,
+        max_concurrent_checks: int = 16,
+        max_checks_per_second: float = 100.0,
+        check_token_format: bool = True,
     ) -> None:
         ids = (client_ids,) if isinstance(client_ids, str) else tuple(client_ids)
         token_type: TokenType = "id_token"
@@ -347,6 +269,10 @@ class GoogleProvider(OIDCProvider):
         )
         if cache_ttl < 0 or negative_cache_ttl < 0:
             raise ConfigurationError("negative_cache_ttl", provider=name)
+        self.max_concurrent_checks, self.max_checks_per_second = check_limit_settings(
+            max_concurrent_checks, max_checks_per_second, provider=name
+        )
+        self.check_token_format = check_token_format
         self.client_ids = frozenset(ids)
         self.hosted_domain = hosted_domain
         self.tokeninfo_url = tokeninfo_url
@@ -376,6 +302,31 @@ class _GoogleSource(BoundProvider):
     def negative_cache_ttl(self) -> float:
         return self.google.negative_cache_ttl
 
+    @property
+    def max_concurrent_checks(self) -> int:
+        return self.google.max_concurrent_checks
+
+    @property
+    def max_checks_per_second(self) -> float:
+        return self.google.max_checks_per_second
+
+    def check_format(self, token: str) -> None:
+        """Refuse an access token outside Google's documented size and character set."""
+        if not self.google.check_token_format:
+            return
+        if len(token) > GOOGLE_ACCESS_TOKEN_MAX_BYTES:
+            raise InvalidToken(
+                "token_too_large",
+                provider=self.name,
+                detail={"max_bytes": GOOGLE_ACCESS_TOKEN_MAX_BYTES},
+            )
+        if not google_access_token_plausible(token):
+            raise InvalidToken(
+                "malformed_token",
+                provider=self.name,
+                detail={"expected": "Google access token: ya29. then [0-9A-Za-z._-]"},
+            )
+
     async def verify_opaque(self, token: str) -> Verified:
         name = self.name
         if len(token) > 4096:
@@ -394,7 +345,7 @@ class _GoogleSource(BoundProvider):
         if response.status == 400:  # {"error": "invalid_token", ...}: bad or expired
             raise InvalidToken("rejected_by_provider", provider=name)
         if response.status != 200:
-            raise _unavailable(response, name)
+            raise unavailable(response, name, self._clock())
         info = response.json_object(provider=name)
         # `aud` must be ours: `azp` ours but `aud` another app's is a token our
         # client obtained for someone else's API (replayable against us).
@@ -405,19 +356,20 @@ class _GoogleSource(BoundProvider):
         if hosted is not None and info.get("hd") != hosted:
             raise InvalidToken("unexpected_claim_value", provider=name, claim="hd")
         now = self._clock()
-        exp = _numeric(info.get("exp"))
+        exp = numeric(info.get("exp"))
         if exp is None:
-            expires_in = _numeric(info.get("expires_in"))
+            expires_in = numeric(info.get("expires_in"))
             exp = now + expires_in if expires_in is not None else None
         if exp is None or now >= exp:
             raise InvalidToken("expired", provider=name, claim="exp")
-        sub = info.get("sub")
-        azp = info.get("azp")
+        sub, azp = info.get("sub"), info.get("azp")
+        if (sub is not None and subject(sub) is None) or (azp is not None and subject(azp) is None):
+            raise ProviderUnavailable("unexpected_response", provider=name)
         principal = _principal(
             provider=name,
             issuer=GOOGLE_ISSUER,
-            subject=sub if isinstance(sub, str) else None,
-            client_id=azp if isinstance(azp, str) else None,
+            subject=sub,
+            client_id=azp,
             scopes=tuple(scope_tokens(info.get("scope"))),
             expires_at=exp,
             claims=info,
@@ -444,6 +396,15 @@ class FacebookProvider(_ApiProvider):
         api_version: Graph API version (e.g. ``"v19.0"``).
         token_prefixes: Tokens routed here (user tokens start with ``EAA``).
         cache_ttl: Longest reuse of a positive answer, in seconds.
+        negative_cache_ttl: How long a refused token is remembered.
+        max_concurrent_checks: Most Graph API calls in flight at once.
+        max_checks_per_second: Most Graph API calls started per second. A token
+            needing a call beyond either bound is refused at once with a 503
+            (see [ResourceServer][authbridge.ResourceServer]).
+        check_token_format: Refuse without asking Facebook a token with
+            characters other than letters and digits after its prefix (what
+            Facebook's tokens are made of; Facebook calls them opaque, so turn
+            this off if that ever changes).
     """
 
     def __init__(
@@ -457,10 +418,15 @@ class FacebookProvider(_ApiProvider):
         token_prefixes: Sequence[str] = ("EAA",),
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
+        max_concurrent_checks: int = 16,
+        max_checks_per_second: float = 100.0,
+        check_token_format: bool = True,
     ) -> None:
         if not app_id or not app_secret:
             raise ConfigurationError("facebook_needs_app_id_and_secret", provider=name)
-        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
+        limits = (max_concurrent_checks, max_checks_per_second)
+        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl, limits)
+        self.check_token_format = check_token_format
         self.app_id = app_id
         self._app_secret = app_secret
         self.graph_base = graph_base.rstrip("/")
@@ -480,6 +446,14 @@ class _FacebookSource(_ApiSource):
     ) -> None:
         super().__init__(provider, client, clock, timeout=timeout)
         self._provider = provider
+
+    def check_format(self, token: str) -> None:
+        """Refuse a token with anything but letters and digits after its prefix."""
+        if not self._check_format:
+            return
+        prefix = next((p for p in self.opaque_prefixes if token.startswith(p)), "")
+        if not facebook_token_plausible(token, len(prefix)):
+            self._refuse_format("Facebook token: its prefix, then letters and digits")
 
     async def verify_opaque(self, token: str) -> Verified:
         self._check_size(token)
@@ -502,60 +476,42 @@ class _FacebookSource(_ApiSource):
             },
         )
         if response.status != 200:
-            raise _unavailable(response, self.name)
+            raise self._unavailable(response)
         results = response.json_array(provider=self.name)
         first = results[0] if len(results) == 1 else None
-        body = _batch_body(first)
+        body = batch_body(first)
         if body is None:
             raise ProviderUnavailable("unexpected_response", provider=self.name)
         code, payload = body
         if code != 200 or "error" in payload:
             # e.g. 190 on our app token: our credentials are wrong. Fail closed (503).
-            raise ProviderUnavailable(_facebook_reason(payload.get("error")), provider=self.name)
+            raise ProviderUnavailable(facebook_reason(payload.get("error")), provider=self.name)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise ProviderUnavailable("unexpected_response", provider=self.name)
         if data.get("is_valid") is not True:
             raise InvalidToken("rejected_by_provider", provider=self.name)
-        if str(data.get("app_id")) != provider.app_id:
+        app_id = data.get("app_id")
+        if (app_id if isinstance(app_id, str) else numeric_id(app_id)) != provider.app_id:
             raise InvalidToken("client_mismatch", provider=self.name)
         if data.get("type", "USER") != "USER":
             raise InvalidToken("wrong_token_type", provider=self.name)
-        expires = _numeric(data.get("expires_at"))
+        expires = numeric(data.get("expires_at"))
         expires_at = expires if expires else None  # 0 means "does not expire"
-        user_id = data.get("user_id")
+        self._check_expiry(expires_at)  # far in the past is expired too
+        user_id = numeric_id(data.get("user_id"))
+        if user_id is None:  # a user token names its (app-scoped, numeric) user
+            raise ProviderUnavailable("unexpected_response", provider=self.name)
         principal = _principal(
             provider=self.name,
             issuer="https://www.facebook.com",
-            subject=str(user_id) if isinstance(user_id, str | int) else None,
+            subject=user_id,
             client_id=provider.app_id,
             scopes=tuple(scope_tokens(data.get("scopes"))),
             expires_at=expires_at,
             claims=data,
         )
         return self._verified(principal, expires_at)
-
-
-def _batch_body(result: Any) -> tuple[int, dict[str, Any]] | None:
-    """``(code, body)`` of one Graph API batch result, or ``None`` if malformed."""
-    if not isinstance(result, dict):
-        return None
-    code, text = result.get("code"), result.get("body")
-    if not isinstance(code, int) or not isinstance(text, str):
-        return None
-    try:
-        body = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return (code, body) if isinstance(body, dict) else None
-
-
-def _facebook_reason(error: Any) -> str:
-    if isinstance(error, dict):
-        code = error.get("code")
-        if isinstance(code, int):
-            return f"graph_error:{code}"
-    return "graph_error"
 
 
 # -- userinfo -----------------------------------------------------------------------------
@@ -578,6 +534,12 @@ class UserinfoProvider(_ApiProvider):
             sent here (only the first such provider gets them); by default only
             when no ``token_prefixes`` are declared.
         cache_ttl: Longest reuse of a positive answer, in seconds.
+        negative_cache_ttl: How long a refused token is remembered.
+        max_concurrent_checks: Most userinfo calls in flight at once.
+        max_checks_per_second: Most userinfo calls started per second. A token
+            needing a call beyond either bound is refused at once with a 503
+            (see [ResourceServer][authbridge.ResourceServer]). OpenID Connect
+            defines no token format: these bounds are what limits a flood.
     """
 
     def __init__(
@@ -590,9 +552,12 @@ class UserinfoProvider(_ApiProvider):
         accept_unprefixed: bool | None = None,
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
+        max_concurrent_checks: int = 16,
+        max_checks_per_second: float = 100.0,
     ) -> None:
         check_issuer_url(issuer, provider=name)
-        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl)
+        limits = (max_concurrent_checks, max_checks_per_second)
+        self._set_common(name, token_prefixes, cache_ttl, negative_cache_ttl, limits)
         self.issuer = issuer
         self.userinfo_endpoint = userinfo_endpoint
         self.accept_unprefixed = (
@@ -635,14 +600,14 @@ class _UserinfoSource(_ApiSource):
         response = await self._call(
             "GET", await self._endpoint(), headers={"Authorization": f"Bearer {token}"}
         )
-        if response.status == 401 or (response.status == 403 and not _rate_limited(response)):
+        if response.status == 401 or (response.status == 403 and not rate_limited(response)):
             # 403: e.g. insufficient_scope (a token without `openid`): not for us.
             raise InvalidToken("rejected_by_provider", provider=self.name)
         if response.status != 200:
-            raise _unavailable(response, self.name)
+            raise self._unavailable(response)
         claims = response.json_object(provider=self.name)
-        sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub:
+        sub = subject(claims.get("sub"))
+        if sub is None:
             raise ProviderUnavailable("userinfo_without_sub", provider=self.name)
         principal = _principal(
             provider=self.name,

@@ -7,9 +7,9 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -19,6 +19,12 @@ from .._shared import SharedTasks
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import parse_compact
 from ..providers.discovery import describe_unavailable
+from ._limits import (
+    DEFAULT_MAX_CHECKS_PER_SECOND,
+    DEFAULT_MAX_CONCURRENT_CHECKS,
+    CheckLimit,
+    OutboundBudget,
+)
 from .base import Provider, Source
 from .principal import Principal
 
@@ -34,6 +40,15 @@ MAX_CACHE_TTL = 300.0
 # A cached outcome: (principal or None, cache_until, source, marker, refusal or None).
 # A plain tuple: built on every first sight, read on every repeat.
 _Entry = tuple[Principal | None, float, Source, object, InvalidToken | None]
+
+
+@runtime_checkable
+class _ChecksFormat(Protocol):
+    """A source that can refuse, locally, tokens not in its provider's documented format."""
+
+    def check_format(self, token: str) -> None:
+        """Raise `InvalidToken` for a token its provider cannot have issued."""
+        ...
 
 
 class ResourceServer:
@@ -52,6 +67,19 @@ class ResourceServer:
     tokens), and only while the provider's key set is the one that verified
     it. Concurrent first requests with the same opaque token share one call
     to its provider; inactive opaque tokens are remembered briefly.
+
+    Opaque tokens are bounded in the work they cause. A token first passes the
+    local checks: RFC 6750 syntax, then its provider's documented format
+    where there is one (GitHub's checksum, ...; see each provider's
+    ``check_token_format``). Only then is the provider asked, and each source
+    has at most its ``max_concurrent_checks`` calls (16 by default) in flight
+    and starts at most ``max_checks_per_second`` (100 by default); all sources
+    together have at most 64 in flight (below the outbound connection pool's
+    100, so key-set fetches always find a connection). A check beyond a bound
+    is refused at once with `ProviderUnavailable` (503, with ``retry_after``):
+    never queued. A flood of distinct made-up tokens therefore costs the app
+    and the provider a bounded amount of work and leaves JWT and cached
+    requests their latency. Requests sharing one call count once.
 
     Args:
         providers: The token sources whose tokens are accepted.
@@ -111,6 +139,21 @@ class ResourceServer:
                     )
         self._prefixes = tuple(prefixes.items())
         self._max_bytes = max(s.max_token_bytes for s in self._by_name.values())
+        budget = OutboundBudget()
+        self._limits: dict[str, CheckLimit] = {
+            name: CheckLimit(
+                name,
+                getattr(source, "max_concurrent_checks", DEFAULT_MAX_CONCURRENT_CHECKS),
+                getattr(source, "max_checks_per_second", DEFAULT_MAX_CHECKS_PER_SECOND),
+                budget,
+            )
+            for name, source in self._by_name.items()
+        }
+        self._format_checks: dict[str, Callable[[str], None]] = {
+            name: source.check_format
+            for name, source in self._by_name.items()
+            if isinstance(source, _ChecksFormat)
+        }
 
     @property
     def providers(self) -> tuple[Provider, ...]:
@@ -232,16 +275,45 @@ class ResourceServer:
         if _B64TOKEN.fullmatch(token) is None:
             # RFC 6750 b64token syntax: nothing else may reach a provider (or a header).
             raise InvalidToken("malformed_token")
+        check_format = self._format_checks.get(source.name)
+        if check_format is not None:
+            check_format(token)  # the provider's documented format, locally
         return await self._verify_opaque(source, token, digest)
 
-    async def _verify_opaque(self, source: Source, token: str, digest: bytes) -> Principal:
-        if not self._cache_size:
-            return (await source.verify_opaque(token)).principal
-        # Concurrent requests with this very token share one provider call,
-        # which a cancelled request does not cancel for the others.
-        return await self._asking.run(lambda: self._ask(source, token, digest), key=digest)
+    def _limit(self, source: Source) -> CheckLimit:
+        """The concurrency limit of ``source``'s provider calls.
 
-    async def _ask(self, source: Source, token: str, digest: bytes) -> Principal:
+        Take a slot with ``acquire()`` (raises `ProviderUnavailable` at once when
+        full) before an outbound call that a request can cause, and give it back
+        with ``release(started)`` when the call is over.
+        """
+        return self._limits[source.name]
+
+    async def _verify_opaque(self, source: Source, token: str, digest: bytes) -> Principal:
+        limit = self._limit(source)
+        if not self._cache_size:
+            began = limit.acquire()
+            try:
+                return (await source.verify_opaque(token)).principal
+            finally:
+                limit.release(began)
+        # Concurrent requests with this very token share one provider call (and
+        # one slot), which a cancelled request does not cancel for the others.
+        # A slot is taken before the call's task exists: when every slot is
+        # taken the request is refused without any task or call.
+        started = None if self._asking.running(digest) else limit.acquire()
+        return await self._asking.run(
+            lambda: self._ask(source, token, digest, limit, started), key=digest
+        )
+
+    async def _ask(
+        self,
+        source: Source,
+        token: str,
+        digest: bytes,
+        limit: CheckLimit,
+        started: float | None,
+    ) -> Principal:
         try:
             verified = await source.verify_opaque(token)
         except InvalidToken as exc:
@@ -249,6 +321,9 @@ class ResourceServer:
             if ttl > 0 and self._cache_size:
                 self._remember(digest, source, None, self._clock() + ttl, None, refusal=exc)
             raise
+        finally:
+            if started is not None:  # always, as the task only starts with a slot taken
+                limit.release(started)
         self._remember(digest, source, verified.principal, verified.cache_until, verified.marker)
         return verified.principal
 

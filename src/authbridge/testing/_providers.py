@@ -205,17 +205,19 @@ class _FakeTransport(httpx.MockTransport):
         )
 
     def _handle_sync(self, request: httpx.Request) -> httpx.Response:
-        reply = self._reply(request)
-        if reply.delay:
-            time.sleep(reply.delay)
-        return reply.to_response()
+        with self._fake._answering():
+            reply = self._reply(request)
+            if reply.delay:
+                time.sleep(reply.delay)
+            return reply.to_response()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
-        reply = self._reply(request)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
-        return reply.to_response()
+        with self._fake._answering():
+            reply = self._reply(request)
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+            return reply.to_response()
 
 
 class _RoutingTransport(httpx.MockTransport):
@@ -244,6 +246,12 @@ def combined_transport(*fakes: FakeAPI[Any]) -> httpx.MockTransport:
     return _RoutingTransport(fakes)
 
 
+class _LoopbackServer(ThreadingHTTPServer):
+    # A longer accept queue than the default 5: concurrency tests open many
+    # connections at once, and a dropped SYN costs the client a one-second retry.
+    request_queue_size = 1024
+
+
 # -- the shared base ---------------------------------------------------------------------
 
 
@@ -258,6 +266,9 @@ class FakeAPI(ABC, Generic[_G]):
         requests: Every request received (through the transport or the
             server), oldest first, as :class:`RecordedRequest`.
         clock: Returns the current time in seconds; tokens expire against it.
+        in_flight: Requests being answered right now (slow answers included).
+        peak_in_flight: The most requests ever answered at the same time: what a
+            test of a client's concurrency limit counts.
     """
 
     _credential_params: ClassVar[frozenset[str]] = frozenset({"access_token"})
@@ -274,6 +285,8 @@ class FakeAPI(ABC, Generic[_G]):
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._serving = False
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     # -- addressing ----------------------------------------------------------------------
 
@@ -286,6 +299,18 @@ class FakeAPI(ABC, Generic[_G]):
         """Whether requests to ``url`` reach this fake (same scheme, host and port)."""
         url, base = httpx.URL(url), httpx.URL(self._base_url)
         return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Count one request in flight for the duration of the block."""
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     # -- token registry ------------------------------------------------------------------
 
@@ -532,7 +557,7 @@ class FakeAPI(ABC, Generic[_G]):
         """
         if self._serving:
             raise RuntimeError(f"{type(self).__name__} is already serving")
-        server = ThreadingHTTPServer((host, port), self._request_handler())
+        server = _LoopbackServer((host, port), self._request_handler())
         original = self._base_url
         bound = httpx.URL(original).copy_with(scheme="http", host=host, port=server.server_port)
         self._base_url = str(bound).rstrip("/")
@@ -559,13 +584,20 @@ class FakeAPI(ABC, Generic[_G]):
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the real APIs: a client's connection pool is then used
+            # the way it is in production (every answer carries Content-Length).
+            protocol_version = "HTTP/1.1"
+
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length > 0 else b""
                 base = httpx.URL(fake.base_url)
                 url = httpx.URL(f"{base.scheme}://{base.netloc.decode('ascii')}{self.path}")
                 headers = httpx.Headers(list(self.headers.items()))
-                reply = fake._dispatch(self.command, url, headers, body, "http")
+                with fake._answering():
+                    self._send(fake._dispatch(self.command, url, headers, body, "http"))
+
+            def _send(self, reply: _Reply) -> None:
                 if reply.delay and fake._closing.wait(reply.delay):
                     self.close_connection = True
                     return
@@ -742,6 +774,16 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             client_id=self.client_id if client_id is None else client_id,
         )
         return self._issue(_github_token(kind), grant)
+
+    @staticmethod
+    def well_formed_token(kind: GitHubTokenKind = "gho") -> str:
+        """A made-up token in GitHub's format, checksum included, that was never issued.
+
+        A local format check cannot tell it from a real token; GitHub (and this
+        fake) answers it as bad credentials. Floods of such tokens are what a
+        resource server's concurrency limit is for.
+        """
+        return _github_token(kind)
 
     # -- answers -------------------------------------------------------------------------
 
