@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from .._clock import Clock, system_clock
 from ..errors import AuthBridgeError, ConfigurationError, ProviderUnavailable
-from ..providers.discovery import ProviderMetadata, discovery_urls
+from ..providers.discovery import ProviderMetadata
 from ..resource.base import Provider
 from ..resource.principal import Principal
 from ..resource.provider import BoundProvider, OIDCProvider
@@ -27,7 +27,7 @@ from ._docs import swagger_ui_router
 from ._openapi import extend_document
 from ._refusals import RefusalLog, refusal_detail
 from ._routes import check_scope_declarations, operation_usage
-from ._schemes import authorization_code_model, bearer_description, openid_connect_model
+from ._schemes import authorization_code_model, bearer_description
 from ._security import (
     ActivePrincipalDependency,
     OptionalPrincipalDependency,
@@ -230,27 +230,19 @@ class AuthBridge:
         raise ConfigurationError("swagger_login_needs_an_oidc_provider", provider=login.provider)
 
     def login_schemes(self) -> dict[str, dict[str, Any]]:
-        """The OpenAPI security schemes of `SwaggerLogin`, by name (empty without one).
+        """The OpenAPI security scheme of `SwaggerLogin`, by name (empty without one).
 
-        The authorization-code scheme uses the discovered endpoints once the
+        One OAuth 2.0 scheme named after the provider, with only the
+        authorization-code flow (Swagger UI adds PKCE): the one login box that
+        works for a public client. It uses the discovered endpoints once the
         lifespan ran (configured or conventional URLs before that).
         """
         provider, login = self._login_provider, self.swagger_login
         if provider is None or login is None:
             return {}
         bound: BoundProvider = self.resource_server.bound(provider.name)
-        oidc_url = provider.discovery_url or discovery_urls(provider.issuer)[0]
-        models = {
-            provider.name: self._authorization_code_model(provider, login, bound.metadata),
-            f"{provider.name}-oidc": openid_connect_model(
-                discovery_url=oidc_url,
-                description=f"OpenID Connect discovery of {provider.name}",
-            ),
-        }
-        return {
-            name: jsonable_encoder(model, by_alias=True, exclude_none=True)
-            for name, model in models.items()
-        }
+        model = self._authorization_code_model(provider, login, bound.metadata)
+        return {provider.name: jsonable_encoder(model, by_alias=True, exclude_none=True)}
 
     def _extend_openapi(self, app: FastAPI) -> None:
         # Added to the document, not as sub-dependencies: those would be
@@ -284,12 +276,10 @@ class AuthBridge:
     def docs_connect_origins(self, app: FastAPI | None = None) -> Iterator[str]:
         """Where the Swagger UI page may send requests besides its own origin.
 
-        The token endpoint and discovery document of the Swagger login, and
-        the app's OpenAPI ``servers``: the ``connect-src`` of the page's CSP.
+        The token endpoint of the Swagger login and the app's OpenAPI
+        ``servers``: the ``connect-src`` of the page's CSP.
         """
         for scheme in self.login_schemes().values():
-            if "openIdConnectUrl" in scheme:
-                yield scheme["openIdConnectUrl"]
             for flow in scheme.get("flows", {}).values():
                 yield flow.get("tokenUrl", "")
                 yield flow.get("refreshUrl", "")

@@ -1,9 +1,13 @@
-"""OpenAPI security schemes: the pasted bearer token's description, and the login schemes.
+"""OpenAPI security schemes: the pasted bearer token's description, and the login scheme.
 
-``AuthBridge.install`` adds the login schemes to the document as *alternative*
-security requirements of every protected route (separate requirement objects:
-OR, not AND). They read nothing: the principal dependency reads the
+``AuthBridge.install`` adds the login scheme to the document as an *alternative*
+security requirement of every protected route (a separate requirement object:
+OR, not AND). It reads nothing: the principal dependency reads the
 ``Authorization`` header whichever way the caller got its token.
+
+No ``openIdConnect`` scheme: Swagger UI turns one into a box per grant the
+provider's discovery document lists (implicit, client credentials with a
+secret field, ...), none of which a public client in a browser should use.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from collections.abc import Sequence
 
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
-from fastapi.openapi.models import OpenIdConnect as OpenIdConnectModel
 
 from ..resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
 from ..resource.base import Provider
@@ -27,11 +30,6 @@ def authorization_code_model(
         authorizationUrl=authorization_url, tokenUrl=token_url, scopes=scopes
     )
     return OAuth2Model(flows=OAuthFlows(authorizationCode=flow), description=description)
-
-
-def openid_connect_model(*, discovery_url: str, description: str) -> OpenIdConnectModel:
-    """An OpenID Connect scheme pointing at the provider's discovery document."""
-    return OpenIdConnectModel(openIdConnectUrl=discovery_url, description=description)
 
 
 def bearer_description(providers: Sequence[Provider]) -> str:
