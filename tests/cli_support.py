@@ -50,7 +50,9 @@ def run(*args: str, stdin: str | None = None) -> Run:
     return Run(list(args), stdin)
 
 
-def subprocess_run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def subprocess_run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     process = subprocess.run(
         [sys.executable, "-m", "authbridge", *args],
         input=stdin,
@@ -58,7 +60,7 @@ def subprocess_run(*args: str, stdin: str | None = None) -> subprocess.Completed
         check=False,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert "Traceback" not in process.stderr, process.stderr
     return process

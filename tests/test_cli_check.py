@@ -80,6 +80,17 @@ def test_check_in_a_subprocess_reports_weak_keys_only_once(served: ServedFakeIss
     assert process.stderr == ""  # no library warning or log line repeats it
 
 
+def test_check_names_the_proxy_from_the_environment_without_its_password(
+    served: ServedFakeIssuer,
+) -> None:
+    url = "http://alice:s3cret-pw@proxy.invalid:3128"
+    proxy = {"HTTPS_PROXY": url, "https_proxy": url, "NO_PROXY": "", "no_proxy": ""}
+    process = subprocess_run("check", served.issuer, env=proxy)
+    assert process.returncode == 0, process.stdout  # loopback issuers are reached directly
+    assert "Outbound HTTP: https URLs through http://***@proxy.invalid:3128" in process.stdout
+    assert "s3cret-pw" not in process.stdout + process.stderr
+
+
 def test_check_an_issuer_named_differently() -> None:
     with site() as (base, routes):
         routes["/.well-known/openid-configuration"] = (200, metadata("https://other.example"))

@@ -155,11 +155,13 @@ def library_logs() -> Iterator[list[logging.LogRecord]]:
     """
     logger = logging.getLogger("authbridge")
     handler = _Collect()
-    propagate = logger.propagate
+    propagate, level = logger.propagate, logger.level
     logger.addHandler(handler)
     logger.propagate = False
+    logger.setLevel(logging.INFO)  # e.g. the outbound proxy in use, which check reports
     try:
         yield handler.records
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+        logger.setLevel(level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import time
 import warnings
 from collections.abc import Mapping
@@ -398,7 +399,13 @@ async def _discover(
     return metadata
 
 
-async def _run(issuer: str, audience: list[str], discovery_url: str | None, timeout: float) -> int:
+async def _run(
+    issuer: str,
+    audience: list[str],
+    discovery_url: str | None,
+    timeout: float,
+    logs: list[logging.LogRecord],
+) -> int:
     report = _Report()
     recorder = _Recorder()
     try:
@@ -419,8 +426,10 @@ async def _run(issuer: str, audience: list[str], discovery_url: str | None, time
     )
     started = time.perf_counter()
     report.say(f"Checking issuer {to_json(issuer)}")
-    if http.routes:
-        report.say(f"Outbound HTTP: {http.routes.describe()}")
+    # The client's settings, as the library logs them (e.g. the proxy from HTTPS_PROXY).
+    for record in logs:
+        if record.name == "authbridge.http" and record.levelno >= logging.INFO:
+            report.say(record.getMessage())
     verifiable: frozenset[str] | None = None
     algorithms: list[str] = []
     try:
@@ -497,6 +506,6 @@ def check(
             OIDCProvider("idp", issuer=issuer, audience=audience, discovery_url=discovery_url)
     except ConfigurationError as exc:
         fail(f"error: {exc}", UNAVAILABLE)
-    with library_logs():
-        code = asyncio.run(_run(issuer, list(audience or ()), discovery_url, timeout))
+    with library_logs() as logs:
+        code = asyncio.run(_run(issuer, list(audience or ()), discovery_url, timeout, logs))
     raise typer.Exit(code)
