@@ -144,8 +144,8 @@ def test_cached_header_is_not_decoded_again(monkeypatch) -> None:
     header = {"alg": "HS256", "typ": "at+jwt", "kid": "k1"}
     tokens = [_hs_token(header, {"iss": "x", "jti": str(n)}) for n in range(5)]
     assert all(_verify(t) for t in tokens)
-    # First token: parse + the one decode when it verified; then payloads only.
-    assert decoded.count("header") == 2
+    # The first token's header is decoded once, kept when it verified; then payloads only.
+    assert decoded.count("header") == 1
     assert decoded.count("payload") == 5
 
 
@@ -228,5 +228,29 @@ def test_accounting_stays_exact_under_threads() -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert CACHE.bytes_used == sum(cost for _, cost in CACHE._entries.values())
+    assert CACHE.bytes_used == sum(CACHE._costs.values())
     assert CACHE.bytes_used <= CACHE.budget
+
+
+def test_only_the_exact_header_segment_is_promoted() -> None:
+    """A verified token whose header segment merely starts like the pending one caches nothing."""
+    short = _hs_token({"alg": "HS256", "kid": "a"})
+    parse_compact(short, max_bytes=16384)  # leaves its header pending
+    pending = CACHE.pending
+    assert pending is not None
+    # Another header whose base64url text begins with the pending segment.
+    longer = _hs_token({"alg": "HS256", "kid": "a", "x": 1})
+    segment = _h64(short)
+    forged_input = segment + b"QQ." + b"e30"
+    assert HS256.verify("HS256", forged_input, hmac.digest(SECRET, forged_input, "sha256"))
+    assert len(CACHE) == 0
+    assert _verify(longer)
+    assert _h64(longer) in CACHE
+    assert segment not in CACHE
+
+
+def test_verify_without_parse_caches_nothing() -> None:
+    """Signature checks on inputs parse_compact never saw leave the cache alone."""
+    data = (b64(json.dumps({"alg": "HS256"}).encode()) + "." + b64(b"{}")).encode()
+    assert HS256.verify("HS256", data, hmac.digest(SECRET, data, "sha256"))
+    assert len(CACHE) == 0

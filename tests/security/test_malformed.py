@@ -387,7 +387,7 @@ def no_decoding(monkeypatch):
     monkeypatch.setattr(_compact, "b64url_decode", boom)
     monkeypatch.setattr(_compact, "_b64decode", boom)
     monkeypatch.setattr(_compact, "json_object", boom)
-    monkeypatch.setattr(_compact._HeaderCache, "get", boom)  # not even a cache lookup
+    monkeypatch.setattr(_compact, "_CACHED", types.SimpleNamespace(get=boom))  # no cache lookup
     monkeypatch.setattr("authbridge.resource.server.hashlib", types.SimpleNamespace(sha256=boom))
 
 

@@ -133,80 +133,91 @@ class _HeaderCache:
 
     An issuer sends the same few headers over and over, so decoding one once
     is worth it, but only once a token carrying it has passed a signature
-    check: anything else is attacker data. Only small, flat headers (every
-    value a string, number, boolean or null) are kept, behind a read-only
-    mapping, so what is handed out can be shared safely. Oldest entries go
-    first when the byte budget is reached.
+    check: anything else is attacker data. `parse_compact` leaves the last
+    header it had to decode in `pending` (one small header at most); a
+    signature check that succeeds for a token with that very header segment
+    moves it into the cache (`remember_header`). Only small, flat headers
+    (every value a string, number, boolean or null) are kept, behind a
+    read-only mapping, so what is handed out can be shared safely. Oldest
+    entries go first when the byte budget is reached.
+
+    Attributes:
+        headers: Header segment -> decoded header; read directly on every parse.
+        pending: ``(segment + b".", header)`` of the last header decoded and
+            not cached yet, or ``None``.
+        bytes_used: What the entries hold, estimated per entry when it is added.
     """
 
-    __slots__ = ("_entries", "_lock", "budget", "bytes_used", "max_segment")
+    __slots__ = ("_costs", "_lock", "budget", "bytes_used", "headers", "max_segment", "pending")
 
     def __init__(self, *, budget: int, max_segment: int) -> None:
-        self._entries: dict[bytes, tuple[Mapping[str, Any], int]] = {}
+        self.headers: dict[bytes, Mapping[str, Any]] = {}
+        self.pending: tuple[bytes, Mapping[str, Any]] | None = None
+        self._costs: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self.budget = budget
         self.max_segment = max_segment
         self.bytes_used = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.headers)
 
     def __contains__(self, segment: object) -> bool:
-        return segment in self._entries
+        return segment in self.headers
 
-    def get(self, segment: bytes) -> Mapping[str, Any] | None:
-        entry = self._entries.get(segment)
-        return None if entry is None else entry[0]
-
-    def remember(self, segment: bytes) -> None:
-        """Keep the header ``segment`` of a token whose signature has just verified."""
-        if segment in self._entries or len(segment) > self.max_segment:
-            return
-        try:
-            header = json_object(_b64decode(segment), "header")
-        except InvalidToken:
-            return  # a signed header we would refuse anyway: nothing to keep
-        if not all(_flat(value) for value in header.values()):
+    def add(self, segment: bytes, header: Mapping[str, Any]) -> None:
+        """Keep ``header``, decoded from ``segment``, if it is small and flat."""
+        if len(segment) > self.max_segment or not all(_flat(v) for v in header.values()):
             return
         cost = _cost(segment, header)
         with self._lock:
-            if segment in self._entries or cost > self.budget:
+            if segment in self.headers or cost > self.budget:
                 return
-            entries = self._entries
+            costs = self._costs
             while self.bytes_used + cost > self.budget:
-                self.bytes_used -= entries.pop(next(iter(entries)))[1]
-            entries[segment] = (MappingProxyType(header), cost)
+                oldest = next(iter(costs))
+                self.bytes_used -= costs.pop(oldest)
+                del self.headers[oldest]
+            costs[segment] = cost
+            self.headers[segment] = header
             self.bytes_used += cost
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self.headers.clear()
+            self._costs.clear()
             self.bytes_used = 0
+            self.pending = None
 
 
 def _flat(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float)
 
 
-# What one entry holds in memory, roughly: the key, the dict and its members,
-# the read-only view, and the cache's own slot.
-_ENTRY_OVERHEAD = sys.getsizeof(MappingProxyType({})) + sys.getsizeof((None, 0)) + 64
+# What one entry holds besides its key and dict, roughly: the read-only view, the
+# cost, and one slot in each of the cache's two tables.
+_ENTRY_OVERHEAD = sys.getsizeof(MappingProxyType({})) + sys.getsizeof(2**20) + 2 * 64
 
 
-def _cost(segment: bytes, header: dict[str, Any]) -> int:
+def _cost(segment: bytes, header: Mapping[str, Any]) -> int:
     members = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in header.items())
-    return sys.getsizeof(segment) + sys.getsizeof(header) + members + _ENTRY_OVERHEAD
+    return sys.getsizeof(segment) + sys.getsizeof(dict(header)) + members + _ENTRY_OVERHEAD
 
 
 _HEADERS = _HeaderCache(budget=64 * 1024, max_segment=512)
-_CACHED = _HEADERS._entries  # read without a method call on every verified token
+_CACHED = _HEADERS.headers  # one dict lookup per token, no method call
 
 
 def remember_header(signing_input: bytes) -> None:
-    """Mark the header of a token whose signature verified as worth caching."""
-    segment = signing_input[: signing_input.find(b".")]
-    if segment not in _CACHED:
-        _HEADERS.remember(segment)
+    """Mark the header of a token whose signature just verified as worth caching.
+
+    Costs one attribute read when the header came from the cache: it is called
+    after every successful signature check.
+    """
+    pending = _HEADERS.pending
+    if pending is not None and signing_input.startswith(pending[0]):
+        _HEADERS.pending = None
+        _HEADERS.add(pending[0][:-1], pending[1])
 
 
 def parse_compact(token: str, *, max_bytes: int) -> ParsedJWT:
@@ -236,9 +247,11 @@ def parse_compact(token: str, *, max_bytes: int) -> ParsedJWT:
     if not (h64 and p64 and s64) or "+" in token or "/" in token or "=" in token:
         raise InvalidToken("malformed_token")
     h64b = h64.encode("ascii")
-    header = _HEADERS.get(h64b)
+    header = _CACHED.get(h64b)
     if header is None:
         header = MappingProxyType(json_object(_b64decode(h64b), "header"))
+        if len(h64b) <= _HEADERS.max_segment:
+            _HEADERS.pending = (h64b + b".", header)
     claims = json_object(_b64decode(p64.encode("ascii")), "payload")
     signature = _b64decode(s64.encode("ascii"))
     return ParsedJWT(
