@@ -2,8 +2,8 @@
 
 Everything here is cheap and bounded: the size cap is checked before any
 decoding, then the alphabet and the segment count; base64url must be canonical
-and unpadded, JSON must be UTF-8 objects without duplicate
-member names, non-finite numbers or lone surrogates.
+and unpadded, JSON must be UTF-8 objects without duplicate member names,
+non-finite numbers or lone surrogates.
 """
 
 from __future__ import annotations
