@@ -1,8 +1,14 @@
 """Outbound HTTP: bounded in time and size, never following redirects.
 
 Every request authbridge makes (discovery, JWKS, introspection, provider APIs)
-goes through :func:`request`. The caller owns the :class:`httpx.AsyncClient`; tests inject
-a transport (``httpx.MockTransport`` or a real loopback server).
+goes through `request`. The caller owns the client (`HttpClientHolder`); tests inject
+a transport (``httpx.MockTransport``, ``httpx2.MockTransport`` or a real loopback server).
+
+authbridge's own network client honours HTTP proxies (explicit, or the standard
+environment variables, see `authbridge._proxy`) and ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``
+for the CA certificates to trust; it never reads ``.netrc`` and never follows a
+redirect. An injected transport makes its own connections: no proxy or CA setting
+applies to it.
 """
 
 from __future__ import annotations
@@ -10,22 +16,33 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
+import certifi
 import httpx
 
+from . import _httpx
+from ._httpx import AsyncClient, AsyncTransport
 from ._json import UnencodableText
 from ._json import loads as json_loads
-from .errors import ProviderUnavailable
+from ._proxy import DIRECT, ProxyRouter, ProxyRoutes, proxy_routes
+from .errors import ConfigurationError, ProviderUnavailable
 
 logger = logging.getLogger("authbridge.http")
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BYTES = 512 * 1024
+
+_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": "identity",
+    "User-Agent": "authbridge",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,52 +53,154 @@ class JSONResponse:
     cache_control: str | None
 
 
-ClientSource = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
+ClientSource: TypeAlias = "Callable[[], AbstractAsyncContextManager[AsyncClient]]"
 """Yields the outbound client for one exchange (shared, or short-lived)."""
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Building one costs about 20 ms of CPU (loading the CA bundle): do it once,
-    # not for every short-lived client.
-    return httpx.create_ssl_context()
+@dataclass(frozen=True, slots=True)
+class TrustedCAs:
+    """Where the CA certificates trusted for TLS come from (certifi's bundle by default)."""
+
+    cafile: str | None = None
+    capath: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> TrustedCAs:
+        """``SSL_CERT_FILE`` (a PEM bundle), else ``SSL_CERT_DIR`` (a hashed directory).
+
+        Raises:
+            ConfigurationError: the variable names no such file or directory.
+        """
+        if cafile := environ.get("SSL_CERT_FILE", "").strip():
+            if not os.path.isfile(cafile):
+                raise ConfigurationError(
+                    "ssl_cert_file_not_found",
+                    message=(
+                        f"SSL_CERT_FILE={cafile!r} is not a file: point it at a PEM bundle "
+                        "of the CA certificates to trust (with your corporate CA), or unset it"
+                    ),
+                )
+            return cls(cafile=cafile)
+        if capath := environ.get("SSL_CERT_DIR", "").strip():
+            if not os.path.isdir(capath):
+                raise ConfigurationError(
+                    "ssl_cert_dir_not_found",
+                    message=(
+                        f"SSL_CERT_DIR={capath!r} is not a directory: point it at a "
+                        "c_rehash'ed directory of CA certificates, or unset it"
+                    ),
+                )
+            return cls(capath=capath)
+        return cls()
 
 
-def new_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """Create the outbound client: no redirects, no environment proxies/netrc."""
-    return httpx.AsyncClient(
-        transport=transport,
-        verify=_tls_context() if transport is None else True,
+@functools.lru_cache(maxsize=8)
+def _tls_context(trusted: TrustedCAs) -> ssl.SSLContext:
+    # Building one costs about 20 ms of CPU (loading the CA bundle): do it once per
+    # setting, not for every short-lived client. The same context whichever library
+    # connects, so installing httpx2 changes nothing about which servers are trusted.
+    if trusted.cafile is None and trusted.capath is None:
+        return ssl.create_default_context(cafile=certifi.where())
+    return ssl.create_default_context(cafile=trusted.cafile, capath=trusted.capath)
+
+
+def new_client(
+    transport: AsyncTransport | None = None,
+    *,
+    routes: ProxyRoutes = DIRECT,
+    trusted: TrustedCAs | None = None,
+) -> AsyncClient:
+    """Create the outbound client: no redirects, no ``.netrc``, no environment lookups.
+
+    With ``transport``, a client of that transport's library drives it (``routes`` and
+    ``trusted`` do not apply: the transport makes its own connections). Without one, a
+    client of `authbridge._httpx.NETWORK` connects directly or through the proxy ``routes``
+    name, trusting ``trusted``.
+    """
+    driver: Any = transport
+    if transport is not None:
+        library = _httpx.library_of(transport)
+    else:
+        library = _httpx.NETWORK
+        context = _tls_context(trusted or TrustedCAs())
+        driver = library.AsyncHTTPTransport(verify=context, trust_env=False)
+        if routes:
+            driver = ProxyRouter.build(library, driver, routes, context)
+    client: AsyncClient = library.AsyncClient(
+        transport=driver,
         follow_redirects=False,
         trust_env=False,
-        headers={
-            "Accept": "application/json",
-            "Accept-Encoding": "identity",
-            "User-Agent": "authbridge",
-        },
+        headers=_HEADERS,
     )
+    return client
 
 
 class HttpClientHolder:
-    """Owns the outbound client between :meth:`open` and :meth:`aclose`.
+    """Owns the outbound client between `open` and `aclose`.
 
     Outside that window (e.g. an app run without its lifespan) each exchange
     gets a short-lived client, so nothing leaks across event loops.
+
+    Proxy and CA settings are read once, here, so a bad one fails at construction.
+
+    Args:
+        transport: An outbound transport of httpx or httpx2 (tests); it makes its own
+            connections, so neither ``proxy`` nor the environment applies to it.
+        proxy: Send every request through this HTTP proxy
+            (``"http://proxy.example.org:3128"``, credentials allowed:
+            ``"http://user:password@proxy:3128"``). Overrides the environment.
+        trust_env: Honour ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``
+            (either case) and ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``. ``.netrc`` is never read.
+
+    Raises:
+        ConfigurationError: ``proxy`` together with ``transport``; a proxy URL that is not
+            an http(s) URL; an ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` that does not exist.
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        transport: AsyncTransport | None = None,
+        *,
+        proxy: str | None = None,
+        trust_env: bool = True,
+    ) -> None:
+        if transport is not None and proxy is not None:
+            raise ConfigurationError(
+                "proxy_with_transport",
+                message=(
+                    "proxy= applies to authbridge's own network client; an injected "
+                    "transport makes its own connections (configure the proxy on it)"
+                ),
+            )
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._routes = DIRECT
+        self._trusted = TrustedCAs()
+        if transport is None:
+            environ: Mapping[str, str] = os.environ if trust_env else {}
+            self._routes = proxy_routes(proxy, environ)
+            self._trusted = TrustedCAs.from_environment(environ)
+            if self._routes:
+                logger.info("Outbound HTTP: %s", self._routes.describe())
+        self._client: AsyncClient | None = None
+
+    @property
+    def routes(self) -> ProxyRoutes:
+        """The proxies outbound requests go through (empty: direct)."""
+        return self._routes
 
     @property
     def is_open(self) -> bool:
         """Whether a shared client is open."""
         return self._client is not None
 
+    def client(self) -> AsyncClient:
+        """A new client with these settings (the caller closes it)."""
+        return new_client(self._transport, routes=self._routes, trusted=self._trusted)
+
     def open(self) -> None:
         """Open the shared client (idempotent)."""
         if self._client is None:
-            self._client = new_client(self._transport)
+            self._client = self.client()
 
     async def aclose(self) -> None:
         """Close the shared client, if open."""
@@ -90,12 +209,12 @@ class HttpClientHolder:
             await client.aclose()
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def session(self) -> AsyncIterator[AsyncClient]:
         """Yield the shared client, or a short-lived one when none is open."""
         if self._client is not None:
             yield self._client
             return
-        async with new_client(self._transport) as client:
+        async with self.client() as client:
             yield client
 
 
@@ -151,11 +270,12 @@ async def request(
 ) -> RawResponse:
     """Send one request and read the whole response, whatever its status.
 
-    The exchange (connect, headers and body) is bounded by ``timeout``; the
-    body by ``max_bytes`` (checked while streaming, so a huge or endless body
-    costs at most ``max_bytes``). Redirects are never followed; compressed
-    bodies are refused (we ask for ``identity``). Credentials go in ``data``,
-    ``json_body``, ``headers`` or ``auth`` (HTTP Basic), never in the URL.
+    The exchange (connect, through a proxy if one is configured, headers and
+    body) is bounded by ``timeout``; the body by ``max_bytes`` (checked while
+    streaming, so a huge or endless body costs at most ``max_bytes``). Redirects
+    are never followed; compressed bodies are refused (we ask for ``identity``).
+    Credentials go in ``data``, ``json_body``, ``headers`` or ``auth`` (HTTP
+    Basic), never in the URL.
 
     Raises:
         ProviderUnavailable: on a transport error, timeout or oversize body.
@@ -164,15 +284,24 @@ async def request(
     try:
         async with asyncio.timeout(timeout):
             async with client() as http:
+                # The library's own per-operation timeouts get the same bound, so
+                # a `timeout` above their 5 s default really applies.
                 stream = http.stream(
-                    method, url, data=data, json=json_body, headers=headers, auth=auth
+                    method,
+                    url,
+                    data=data,
+                    json=json_body,
+                    headers=headers,
+                    auth=auth,
+                    timeout=timeout,
                 )
                 async with stream as response:
                     body = await _read(response, max_bytes=max_bytes, provider=provider)
-                    return RawResponse(response.status_code, response.headers, body)
+                    headers_read = _httpx.headers_of(response)
+                    return RawResponse(response.status_code, headers_read, body)
     except TimeoutError:
         raise ProviderUnavailable("timeout", provider=provider) from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    except _httpx.ERRORS as exc:
         reason = f"transport_error:{type(exc).__name__}"
         raise ProviderUnavailable(reason, provider=provider) from None
 
@@ -185,10 +314,10 @@ async def fetch_json(
     max_bytes: int = DEFAULT_MAX_BYTES,
     provider: str | None = None,
 ) -> JSONResponse:
-    """GET ``url`` and return its JSON object body (see :func:`request` for the bounds).
+    """GET ``url`` and return its JSON object body (see `request` for the bounds).
 
     Raises:
-        ProviderUnavailable: as :func:`request`, and on a non-200 status or a
+        ProviderUnavailable: as `request`, and on a non-200 status or a
             body that is not a JSON object.
     """
     response = await request(
@@ -202,7 +331,7 @@ async def fetch_json(
     )
 
 
-async def _read(response: httpx.Response, *, max_bytes: int, provider: str | None) -> bytes:
+async def _read(response: _httpx.Response, *, max_bytes: int, provider: str | None) -> bytes:
     declared = _small_int(response.headers.get("content-length"))
     if declared is not None and declared > max_bytes:
         raise ProviderUnavailable("response_too_large", provider=provider)
