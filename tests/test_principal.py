@@ -190,13 +190,61 @@ def test_read_only_claims_read_compare_and_serialise_like_dicts() -> None:
     assert claims["sub"] == "alice"
 
 
-def test_the_principal_does_not_share_the_callers_containers() -> None:
+def test_the_callers_mapping_is_copied() -> None:
     source = copy.deepcopy(NESTED)
     principal = provider().principal_from(source)
-    source["realm_access"]["roles"].append("admin")
-    source["aud"].append("evil")
     source["sub"] = "mallory"
+    source["admin"] = True
     assert principal.claims == NESTED
+    # Nested containers handed out are read-only copies, never the parsed originals.
+    assert principal.claims["realm_access"] is not source["realm_access"]
+    assert principal.claims["aud"] is not source["aud"]
+
+
+def _updated(claims: Any) -> dict[str, Any]:
+    other: dict[str, Any] = {}
+    other.update(claims)
+    return other
+
+
+def _matched(claims: Any) -> Any:
+    match claims:
+        case {"realm_access": {"roles": roles}}:
+            return roles
+    raise AssertionError
+
+
+# Every way of getting at a nested array (the first access to it goes through each).
+CHANNELS: dict[str, Callable[[Any], Any]] = {
+    "getitem": lambda c: c["realm_access"]["roles"],
+    "get": lambda c: c.get("realm_access").get("roles"),
+    "items": lambda c: dict(c.items())["realm_access"]["roles"],
+    "values": lambda c: next(v for v in c.values() if isinstance(v, dict) and "roles" in v)[
+        "roles"
+    ],
+    "dict()": lambda c: dict(c)["realm_access"]["roles"],
+    "splat": lambda c: {**c}["realm_access"]["roles"],
+    "copy()": lambda c: c.copy()["realm_access"]["roles"],
+    "update-other": lambda c: _updated(c)["realm_access"]["roles"],
+    "or": lambda c: (c | {})["realm_access"]["roles"],
+    "ror": lambda c: ({} | c)["realm_access"]["roles"],
+    "copy.copy": lambda c: copy.copy(c)["realm_access"]["roles"],
+    "deepcopy": lambda c: copy.deepcopy(c)["realm_access"]["roles"],
+    "pickle": lambda c: pickle.loads(pickle.dumps(c))["realm_access"]["roles"],
+    "iteration": lambda c: next(c[k] for k in c if k == "realm_access")["roles"],
+    "match": _matched,
+    "list-of-objects": lambda c: c["groups"][0]["tags"],
+}
+
+
+@pytest.mark.parametrize("channel", sorted(CHANNELS))
+def test_nested_arrays_are_read_only_through_every_channel(channel: str) -> None:
+    principal = provider().principal_from(copy.deepcopy(NESTED))
+    found = CHANNELS[channel](principal.claims)
+    with pytest.raises(TypeError, match="read-only"):
+        found.append("admin")
+    assert principal.claims == NESTED
+    assert CHANNELS[channel](principal.claims) == found
 
 
 def test_validated_principals_are_read_only_too() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -19,16 +19,51 @@ def _read_only(*_args: Any, **_kwargs: Any) -> NoReturn:
 
 
 class ReadOnlyClaims(dict[str, Any]):
-    """A ``dict`` whose content cannot change: what ``Principal.claims`` and its nested objects are.
+    """A ``dict`` whose content cannot change: ``Principal.claims`` and the objects in it.
 
     It compares, serialises (JSON, pydantic, FastAPI) and reads like the ``dict``
-    it was built from; every mutating method raises ``TypeError``. ``copy()``
-    returns a plain, mutable ``dict`` (its nested values stay read-only).
+    it was built from; every mutating method raises ``TypeError``, and every
+    object or array read from it is read-only too. ``copy()`` and ``dict(...)``
+    return a plain ``dict`` (its nested values stay read-only).
+
+    Building one copies the top level only: a nested object or array is copied
+    into its read-only form when it is first read (by ``[]``, ``get``,
+    ``items``, ``values``, iteration-based copies...), so that a principal that
+    is cached but never looked into costs no more than a shallow copy.
     """
 
     __slots__ = ()
     __setitem__ = __delitem__ = __ior__ = _read_only
     clear = pop = popitem = setdefault = update = _read_only
+
+    def __getitem__(self, name: str) -> Any:
+        value = dict.__getitem__(self, name)
+        if type(value) in _SHARED:
+            return value
+        value = _frozen(value)
+        dict.__setitem__(self, name, value)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default  # noqa: SIM401 - self.get is this
+
+    def __iter__(self) -> Iterator[str]:
+        # Defined in Python on purpose: dict(claims), {**claims}, copy() and
+        # other.update(claims) then read values through __getitem__, not raw.
+        return dict.__iter__(self)
+
+    def items(self) -> ItemsView[str, Any]:  # type: ignore[override]
+        self._freeze_all()
+        return dict.items(self)
+
+    def values(self) -> ValuesView[Any]:  # type: ignore[override]
+        self._freeze_all()
+        return dict.values(self)
+
+    def _freeze_all(self) -> None:
+        for name, value in list(dict.items(self)):
+            if type(value) not in _SHARED:
+                dict.__setitem__(self, name, _frozen(value))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (dict(self),))
@@ -38,7 +73,8 @@ class ReadOnlyList(list[Any]):
     """A ``list`` whose content cannot change: arrays inside ``Principal.claims``.
 
     It compares equal to the ``list`` it was built from; every mutating method
-    raises ``TypeError``. ``copy()`` returns a plain, mutable ``list``.
+    raises ``TypeError``, and the objects and arrays in it are read-only too.
+    ``copy()`` returns a plain ``list``.
     """
 
     __slots__ = ()
@@ -49,19 +85,22 @@ class ReadOnlyList(list[Any]):
         return (type(self), (list(self),))
 
 
-# Values shared as they are: immutable, and all a JSON document holds besides objects/arrays.
+# Values handed out as they are: immutable scalars (all a JSON document holds besides
+# objects and arrays) and what is read-only already.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_SHARED = _SCALARS | {ReadOnlyClaims, ReadOnlyList, frozenset}
 
 
 def _frozen(value: Any) -> Any:
+    """``value`` in read-only form (containers are copied; never the original)."""
     if isinstance(value, dict):
-        return value if type(value) is ReadOnlyClaims else read_only_claims(value)
+        return value if type(value) is ReadOnlyClaims else ReadOnlyClaims(value)
     if isinstance(value, list):
         if type(value) is ReadOnlyList:
             return value
         if _SCALARS.issuperset(map(type, value)):  # arrays of strings: the common case
             return ReadOnlyList(value)
-        return ReadOnlyList([_frozen(v) for v in value])
+        return ReadOnlyList([v if type(v) in _SHARED else _frozen(v) for v in value])
     if isinstance(value, tuple):
         return tuple(_frozen(v) for v in value)
     if isinstance(value, set | frozenset):
@@ -69,21 +108,29 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def read_only_claims(claims: Mapping[str, Any]) -> ReadOnlyClaims:
-    """A deeply read-only copy of ``claims`` (objects and arrays at every depth).
+def read_only_claims(claims: Mapping[str, Any], *, deep: bool = False) -> ReadOnlyClaims:
+    """``claims`` as a read-only mapping (``ReadOnlyClaims``).
 
-    Scalars are shared, containers copied once; an already read-only mapping is
-    returned as is.
+    By default a shallow copy, for claims nobody else holds (freshly parsed
+    JSON): nested containers are copied when first read. With ``deep``, every
+    container is copied now, so that later changes by whoever passed ``claims``
+    cannot show. An already read-only mapping is returned as is.
     """
     if type(claims) is ReadOnlyClaims:
         return claims
-    frozen = ReadOnlyClaims(claims)
-    # One C-level pass over the value types decides whether anything needs copying.
-    if not _SCALARS.issuperset(map(type, frozen.values())):
-        for name, value in claims.items():
-            if type(value) not in _SCALARS:
-                dict.__setitem__(frozen, name, _frozen(value))
-    return frozen
+    if deep:
+        return ReadOnlyClaims({k: _deep_frozen(v) for k, v in claims.items()})
+    return ReadOnlyClaims(claims)
+
+
+def _deep_frozen(value: Any) -> Any:
+    if type(value) in _SHARED:
+        return value
+    if isinstance(value, Mapping):
+        return ReadOnlyClaims({k: _deep_frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return ReadOnlyList([_deep_frozen(v) for v in value])
+    return _frozen(value)
 
 
 class Principal(BaseModel):
@@ -128,7 +175,8 @@ class Principal(BaseModel):
     @field_validator("claims", mode="after")
     @classmethod
     def _read_only_claims(cls, claims: dict[str, Any]) -> dict[str, Any]:
-        return read_only_claims(claims)
+        # The caller may still hold the nested objects it passed: copy them all now.
+        return read_only_claims(claims, deep=True)
 
     @classmethod
     def _trusted(cls, values: dict[str, Any]) -> Principal:

@@ -206,6 +206,9 @@ class OIDCProvider:
     def principal_from(self, claims: Mapping[str, Any]) -> Principal:
         """Build the [Principal][authbridge.Principal] for verified ``claims``.
 
+        ``claims`` becomes the principal's (read-only) claims without a deep
+        copy: pass a mapping nobody changes afterwards, such as parsed JSON.
+
         Raises:
             InvalidToken: a configured subject claim is present but not a
                 non-empty string.
