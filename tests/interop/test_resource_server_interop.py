@@ -27,6 +27,7 @@ from joserfc.jwk import RSAKey
 
 from authbridge import (
     AuthBridge,
+    Introspection,
     InvalidToken,
     OIDCProvider,
     Principal,
@@ -36,6 +37,7 @@ from authbridge import (
 
 from .op import (
     CC_CLIENT_ID,
+    CC_CLIENT_SECRET,
     JWT_RESOURCE,
     OPAQUE_RESOURCE,
     PUBLIC_CLIENT_ID,
@@ -468,3 +470,68 @@ def test_provider_down_at_start_gives_503_then_recovers(
             DISCOVERY_PATH,
             httpx.URL(op.discovery()["jwks_uri"]).path,
         ]
+
+
+# -- verify_active: revocation of JWT access tokens ---------------------------------------------
+
+INTROSPECTION_PATH = "/token/introspection"
+
+
+def test_verify_active_fails_closed_for_jwts_oidc_provider_cannot_introspect(
+    oidc_provider: OidcProvider, portal: BlockingPortal
+) -> None:
+    """oidc-provider can neither introspect nor revoke its JWT access tokens (400
+    ``unsupported_token_type`` at both endpoints): revocation is unknowable, so
+    ``verify_active`` refuses them while ``verify`` accepts them until ``exp``."""
+    token = cc_token(oidc_provider)
+    assert oidc_provider.revoke(token).json()["error"] == "unsupported_token_type"
+    transport = CountingTransport()
+    introspection = Introspection(client_id=CC_CLIENT_ID, client_secret=CC_CLIENT_SECRET)
+    server = ResourceServer(
+        [provider_for(oidc_provider, introspection=introspection)], transport=transport
+    )
+    with portal.wrap_async_context_manager(server):
+        assert portal.call(server.verify, token).subject == CC_CLIENT_ID
+        for _ in range(3):
+            with pytest.raises(InvalidToken) as caught:
+                portal.call(server.verify_active, token)
+            assert caught.value.reason == "revocation_check_unavailable"
+            assert caught.value.detail == {"introspection_error": "unsupported_token_type"}
+        assert portal.call(server.verify, token).subject == CC_CLIENT_ID
+    assert transport.count(INTROSPECTION_PATH) == 1  # the refusal is remembered briefly
+
+
+def test_verify_active_without_introspection_fails_closed_without_asking(
+    oidc_provider: OidcProvider, portal: BlockingPortal
+) -> None:
+    token = cc_token(oidc_provider)
+    transport = CountingTransport()
+    server = ResourceServer([provider_for(oidc_provider)], transport=transport)
+    with portal.wrap_async_context_manager(server), pytest.raises(InvalidToken) as caught:
+        portal.call(server.verify_active, token)
+    assert (caught.value.reason, caught.value.provider) == ("revocation_check_unavailable", "op")
+    assert transport.count(INTROSPECTION_PATH) == 0
+
+
+def test_verify_active_sees_a_revoked_opaque_token_within_cache_ttl(
+    oidc_provider: OidcProvider, portal: BlockingPortal
+) -> None:
+    """Opaque tokens are checked online by ``verify`` already; ``verify_active`` is the same."""
+    clock, transport = SkewableClock(), CountingTransport()
+    introspection = Introspection(
+        client_id=CC_CLIENT_ID, client_secret=CC_CLIENT_SECRET, cache_ttl=20.0
+    )
+    provider = provider_for(oidc_provider, audience=OPAQUE_RESOURCE, introspection=introspection)
+    server = ResourceServer([provider], transport=transport, clock=clock)
+    token = cc_token(oidc_provider, resource=OPAQUE_RESOURCE)
+    with portal.wrap_async_context_manager(server):
+        assert portal.call(server.verify_active, token).client_id == CC_CLIENT_ID
+        assert oidc_provider.revoke(token).status_code == 200
+        clock.advance(19)
+        assert portal.call(server.verify_active, token).client_id == CC_CLIENT_ID
+        assert transport.count(INTROSPECTION_PATH) == 1
+        clock.advance(1)
+        with pytest.raises(InvalidToken) as caught:
+            portal.call(server.verify_active, token)
+    assert caught.value.reason == "inactive"
+    assert transport.count(INTROSPECTION_PATH) == 2

@@ -25,7 +25,7 @@ from ._limits import (
     CheckLimit,
     OutboundBudget,
 )
-from .base import Provider, Source
+from .base import ChecksRevocation, Provider, Source
 from .principal import Principal
 
 logger = logging.getLogger("authbridge.resource")
@@ -342,3 +342,84 @@ class ResourceServer:
         if len(cache) >= self._cache_size:
             cache.popitem(last=False)
         cache[digest] = (principal, cache_until, source, marker, refusal)
+
+    async def verify_active(self, token: str) -> Principal:
+        """Validate a bearer token, and for a JWT also ask its provider whether it was revoked.
+
+        [verify][authbridge.ResourceServer.verify] checks JWTs locally: a JWT
+        revoked at its provider stays valid there until its ``exp``. For
+        routes where that is too long, this method validates the token fully
+        first, then asks the provider's RFC 7662 introspection endpoint about
+        that JWT. The answer is cached for the provider's
+        ``Introspection.cache_ttl`` (never past ``exp``), apart from the
+        token's normal cache entry; concurrent requests with the same token
+        share one call. A revocation is thus seen within ``cache_ttl``.
+
+        Opaque tokens and tokens checked with a provider's API were already
+        checked online by ``verify``: the result is the same. A JWT from a
+        provider without ``introspection`` configured, or whose server cannot
+        introspect JWTs (oidc-provider cannot), is refused: this method never
+        falls back to the local check alone.
+
+        Raises:
+            InvalidToken: as ``verify``; also ``revoked`` (the provider says
+                the token is no longer active) and ``revocation_check_unavailable``.
+            ProviderUnavailable: as ``verify``, or the introspection endpoint
+                could not be asked (fail closed).
+        """
+        principal = await self.verify(token)
+        if token.count(".") != 2 or (self._prefixes and self.route(token) is not None):
+            return principal  # an opaque token: verify asked its provider
+        owner = self._by_name[principal.provider]
+        if not isinstance(owner, ChecksRevocation):
+            raise InvalidToken("revocation_check_unavailable", provider=owner.name)
+        limit = self._limit(owner)
+        if not self._cache_size:
+            began = limit.acquire()
+            try:
+                await owner.check_active(token, principal)
+            finally:
+                limit.release(began)
+            return principal
+        key = b"active:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        hit = self._cache.get(key)
+        if hit is not None:
+            _, until, _, _, refusal = hit
+            if self._clock() < until:
+                if refusal is not None:
+                    raise InvalidToken(
+                        refusal.reason, provider=refusal.provider, detail=refusal.detail
+                    )
+                return principal
+            self._cache.pop(key, None)
+        # As for opaque tokens: one shared call per token, a slot taken before its task.
+        started = None if self._asking.running(key) else limit.acquire()
+        await self._asking.run(
+            lambda: self._ask_active(owner, token, principal, key, limit=limit, started=started),
+            key=key,
+        )
+        return principal
+
+    async def _ask_active(
+        self,
+        owner: Source,
+        token: str,
+        principal: Principal,
+        key: bytes,
+        *,
+        limit: CheckLimit,
+        started: float | None,
+    ) -> Principal:
+        assert isinstance(owner, ChecksRevocation)  # noqa: S101 - checked by verify_active
+        try:
+            cache_until = await owner.check_active(token, principal)
+        except InvalidToken as exc:
+            ttl: float = getattr(owner, "negative_cache_ttl", 0.0)
+            if ttl > 0:
+                self._remember(key, owner, None, self._clock() + ttl, None, refusal=exc)
+            raise
+        finally:
+            if started is not None:
+                limit.release(started)
+        self._remember(key, owner, principal, cache_until, None)
+        return principal
