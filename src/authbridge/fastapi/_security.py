@@ -270,7 +270,4 @@ class ActivePrincipalDependency(PrincipalDependency):
     attribute_name = "active_principal"
 
     def _verifier(self) -> Callable[[str], Awaitable[Principal]]:
-        return self._verify_active
-
-    async def _verify_active(self, token: str) -> Principal:
-        return await self.bridge.resource_server.verify_active(token)
+        return self.bridge.resource_server.verify_active
