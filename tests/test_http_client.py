@@ -316,6 +316,7 @@ def test_the_environment_spellings() -> None:
     # NO_PROXY alone configures nothing; an explicit proxy ignores the environment.
     assert shown({"NO_PROXY": "*"}) == {}
     explicit = proxy_routes(a, {"HTTPS_PROXY": b, "NO_PROXY": "*"})
+    assert explicit.describe() == f"http and https URLs through {a} (proxy=)"
     assert explicit.bypass is None
     assert explicit.proxy_for("https", "localhost", 443) is not None
 

@@ -220,11 +220,14 @@ class ProxyRoutes:
 
     def describe(self) -> str:
         """One safe-to-log sentence (no credentials)."""
-        parts = [
-            f"{scheme} URLs through {proxy.shown} ({proxy.source})"
-            for scheme, proxy in sorted(self.by_scheme.items())
-        ]
-        text = "; ".join(parts) or "no proxy"
+        schemes: dict[tuple[str, str], list[str]] = {}
+        for scheme, proxy in sorted(self.by_scheme.items()):
+            schemes.setdefault((proxy.shown, proxy.source), []).append(scheme)
+        text = "; ".join(
+            f"{' and '.join(names)} URLs through {shown} ({source})"
+            for (shown, source), names in schemes.items()
+        )
+        text = text or "no proxy"
         if self.bypass is not None:
             text += (
                 "; directly: loopback hosts"
