@@ -92,6 +92,7 @@ def render(results: dict[str, Any]) -> str:
         f"| {_met(results, 'introspection_calls_for_concurrent_same_token')} |",
         f"| `introspection_cached_us` | {_fmt(results['introspection_cached_us'])} µs "
         "| none | cached opaque token |",
+        *_flood_headline(results),
         "",
         "### First-sight validation (RS256, RSA-2048, token never seen before)",
         "",
@@ -165,6 +166,7 @@ def render(results: dict[str, Any]) -> str:
             else "none was sent twice (warm-up included)."
         ),
         "",
+        *_flood_section(results),
         "### Memory",
         "",
         f"{mem['tokens']:,} distinct tokens through `auth.verify` in a fresh process "
@@ -179,6 +181,62 @@ def render(results: dict[str, Any]) -> str:
     lines += [f"| {p['tokens']:,} | {_fmt(p['rss_mib'], 1)} |" for p in mem["rss_trace"]]
     lines += ["", END]
     return "\n".join(lines)
+
+
+_FLOOD_LABELS = {
+    "burst": "2,000 made-up tokens at once, each needing a provider call (the headline)",
+    "burst_locally_refused": "the same burst refused locally (bad GitHub checksums): the floor",
+    "stream": "2,000 made-up tokens back to back over 64 connections",
+}
+
+
+def _flood_headline(results: dict[str, Any]) -> list[str]:
+    if "flood" not in results:
+        return []
+    return [
+        f"| `flood_jwt_p99_ms` | {_fmt(results['flood_jwt_p99_ms'])} ms "
+        f"| ≤ 50 ms | {_met(results, 'flood_jwt_p99_ms')} |",
+        f"| `flood_genuine_success_rate` | {_fmt(results['flood_genuine_success_rate'], 4)} "
+        f"| 1.0 | {_met(results, 'flood_genuine_success_rate')} |",
+        f"| `flood_floor_jwt_p99_ms` | {_fmt(results['flood_floor_jwt_p99_ms'])} ms "
+        "| none: the same burst refused without any provider call | floor |",
+        f"| `flood_stream_jwt_p99_ms` | {_fmt(results['flood_stream_jwt_p99_ms'])} ms "
+        "| none | 64 connections |",
+        f"| `flood_max_concurrent_provider_calls` "
+        f"| {results['flood_max_concurrent_provider_calls']} "
+        "| ≤ 16 per source (the default limit) | counted at the fakes |",
+    ]
+
+
+def _flood_section(results: dict[str, Any]) -> list[str]:
+    flood = results.get("flood")
+    if flood is None:
+        return []
+    lines = [
+        "### Flood of made-up opaque tokens",
+        "",
+        f"`python -m bench.flood`: one uvicorn worker with a JWT provider, `GitHubProvider` and "
+        f"an unprefixed `UserinfoProvider` (default limits), against fakes answering after "
+        f"{flood['provider_latency_ms']:g} ms; {flood['rounds']} rounds of each flood of "
+        f"{flood['tokens']:,} distinct tokens. Meanwhile {flood['probes_per_kind']} closed-loop "
+        "probes per kind send a JWT, a cached GitHub token and a cached userinfo token; a "
+        "probe counts if it overlaps the flood (first request sent to last answer received). "
+        "p99 and window: medians over the rounds; success: the lowest round. Server CPU: over "
+        "the flood, connecting included, per request answered meanwhile (flood and probes).",
+        "",
+        "| Flood | window ms | JWT p99 ms | genuine answered 200 | provider calls in flight "
+        "| server CPU µs / request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, label in _FLOOD_LABELS.items():
+        found = flood["scenarios"][key]
+        lines.append(
+            f"| {label} | {_fmt(found['window_ms'], 0)} | {_fmt(found['jwt_p99_ms'])} "
+            f"| {_fmt(found['genuine_success_rate'] * 100, 2)} % "
+            f"| {found['max_concurrent_provider_calls']} "
+            f"| {_fmt(found['server_cpu_us_per_request'], 0)} |"
+        )
+    return [*lines, ""]
 
 
 def update_docs(results: dict[str, Any], path: Path) -> None:

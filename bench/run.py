@@ -24,7 +24,7 @@ from bench.common import BENCH_DIR, OUT_DIR, PYTHON, REPO_ROOT, machine, python_
 
 RESULTS_PATH = BENCH_DIR / "results.json"
 DOCS_PATH = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("micro", "http", "memory", "introspection")
+SECTIONS = ("micro", "http", "memory", "introspection", "flood")
 
 # (key, comparison, bound): the project's performance targets.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -33,6 +33,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "http_ratio_warm": (">=", 0.85),
     "http_ratio_distinct": (">=", 0.6),
     "introspection_calls_for_concurrent_same_token": ("<=", 1),
+    "flood_jwt_p99_ms": ("<=", 50.0),
+    "flood_genuine_success_rate": (">=", 1.0),
 }
 
 
@@ -74,6 +76,16 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     if introspection := results.get("introspection"):
         out["introspection_calls_for_concurrent_same_token"] = introspection["introspection_calls"]
         out["introspection_cached_us"] = introspection["cached_us"]
+    if flood := results.get("flood"):
+        scenarios = flood["scenarios"]
+        out["flood_jwt_p99_ms"] = scenarios["burst"]["jwt_p99_ms"]
+        out["flood_genuine_success_rate"] = scenarios["burst"]["genuine_success_rate"]
+        out["flood_floor_jwt_p99_ms"] = scenarios["burst_locally_refused"]["jwt_p99_ms"]
+        out["flood_stream_jwt_p99_ms"] = scenarios["stream"]["jwt_p99_ms"]
+        out["flood_stream_genuine_success_rate"] = scenarios["stream"]["genuine_success_rate"]
+        out["flood_max_concurrent_provider_calls"] = max(
+            s["max_concurrent_provider_calls"] for s in scenarios.values()
+        )
     if memory := results.get("memory"):
         out["peak_rss_mib_1m_tokens"] = memory["peak_rss_mib"]
         out["baseline_rss_mib"] = memory["baseline_peak_rss_mib"]
@@ -176,6 +188,21 @@ def main(argv: list[str] | None = None) -> int:
             f"cached validation {found['cached_us']} us",
             flush=True,
         )
+
+    if "flood" in sections:
+        from bench import flood  # noqa: PLC0415
+
+        print(
+            "[+] flood: 2,000 made-up opaque tokens at once, genuine requests meanwhile", flush=True
+        )
+        results["flood"] = flood.run(flood.FloodConfig(rounds=1 if args.quick else 3))
+        for key, found in results["flood"]["scenarios"].items():
+            print(
+                f"  {key}: JWT p99 {found['jwt_p99_ms']} ms, genuine success "
+                f"{found['genuine_success_rate']}, provider calls in flight at most "
+                f"{found['max_concurrent_provider_calls']}",
+                flush=True,
+            )
 
     with contextlib.suppress(OSError):
         results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the authbridge benchmark suite (not part of CI); 2 to 3 minutes on 2 cores.
+# Run the authbridge benchmark suite (not part of CI); 3 to 4 minutes on 2 cores.
 #   bash bench/run.sh            full run: writes bench/results.json and docs/benchmarks.md
 #   bash bench/run.sh --quick    smoke run: writes bench/out/results-quick.json only
 # Installs wrk (Debian package) if missing and the "bench" extra into the venv.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import zlib
@@ -62,6 +63,23 @@ def test_github_classic_token_format(kind: Any) -> None:
     assert len(rest) == 36
     assert ALNUM.match(rest)
     assert base62_decode(rest[-6:]) == zlib.crc32(rest[:-6].encode())
+
+
+@pytest.mark.parametrize("kind", ["ghp", "gho", "ghu", "ghs", "ghr"])
+async def test_github_well_formed_tokens_carry_the_checksum_and_were_never_issued(
+    kind: Any,
+) -> None:
+    fake = FakeGitHub()
+    token = FakeGitHub.well_formed_token(kind)
+    rest = token.partition("_")[2]
+    assert len(token) == 40
+    assert base62_decode(rest[-6:]) == zlib.crc32(rest[:-6].encode())
+    assert token != FakeGitHub.well_formed_token(kind)
+    assert fake.token_state(token) == "unknown"
+    async with client_for(fake, headers={"User-Agent": "test"}) as client:
+        response = await client.get("/user", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json()["message"] == "Bad credentials"
 
 
 def test_github_fine_grained_token_format() -> None:
@@ -777,6 +795,36 @@ async def test_userinfo_rate_limit_and_outage() -> None:
 
 
 # -- over real loopback HTTP -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["http", "transport"])
+async def test_requests_in_flight_are_counted(served: bool) -> None:
+    fake = FakeUserinfo()
+    token = fake.issue_token()
+    fake.slow_next(2.0, count=5)  # long enough for all five to overlap, even under load
+    with fake.serve() if served else contextlib.nullcontext(fake):
+        kwargs: dict[str, Any] = {} if served else {"transport": fake.transport}
+        async with httpx.AsyncClient(base_url=fake.base_url, **kwargs) as client:
+            answers = await asyncio.gather(
+                *(client.get("/userinfo", headers=bearer(token)) for _ in range(5))
+            )
+            after = await client.get("/userinfo", headers=bearer(token))
+    assert [a.status_code for a in answers] == [200] * 5
+    assert after.status_code == 200
+    assert fake.peak_in_flight == 5
+    assert fake.in_flight == 0
+
+
+async def test_served_fakes_keep_connections_alive() -> None:
+    fake = FakeUserinfo()
+    token = fake.issue_token()
+    with fake.serve():
+        async with httpx.AsyncClient(base_url=fake.base_url) as client:
+            first = await client.get("/userinfo", headers=bearer(token))
+            second = await client.get("/userinfo", headers=bearer(token))
+    assert first.http_version == second.http_version == "HTTP/1.1"
+    assert "close" not in first.headers.get("connection", "").lower()
+    assert second.status_code == 200
 
 
 async def test_github_over_http() -> None:

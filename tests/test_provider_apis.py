@@ -375,7 +375,12 @@ async def test_github_refuses_unknown_revoked_expired_and_refresh_tokens(
     expiring = world.github.issue_token(expires_in=60)
     refresh = world.github.issue_token(kind="ghr")
     world.clock.advance(61)
-    tokens = [FakeGitHub.well_formed_token("ghp"), FakeGitHub.well_formed_token("gho"), revoked, expiring]
+    tokens = [
+        FakeGitHub.well_formed_token("ghp"),
+        FakeGitHub.well_formed_token("gho"),
+        revoked,
+        expiring,
+    ]
     if not app:
         tokens.append(refresh)  # /user: 401 Bad credentials for a refresh token
     async with running(world, world.github_provider(app=app)) as server:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from ..errors import ConfigurationError, ProviderUnavailable
 
@@ -91,6 +92,7 @@ class CheckLimit:
     __slots__ = (
         "_budget",
         "_burst",
+        "_monotonic",
         "_refilled",
         "_tokens",
         "_typical",
@@ -101,7 +103,15 @@ class CheckLimit:
         "refused",
     )
 
-    def __init__(self, provider: str, capacity: int, rate: float, budget: OutboundBudget) -> None:
+    def __init__(
+        self,
+        provider: str,
+        capacity: int,
+        rate: float,
+        budget: OutboundBudget,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.provider = provider
         self.capacity = capacity
         self.rate = rate
@@ -111,7 +121,8 @@ class CheckLimit:
         self._budget = budget
         self._burst = max(1.0, min(rate, 1e9))
         self._tokens = self._burst
-        self._refilled = time.monotonic()
+        self._monotonic = monotonic
+        self._refilled = monotonic()
         self._typical = 1.0
 
     def acquire(self) -> float:
@@ -130,8 +141,11 @@ class CheckLimit:
                 detail={"in_flight": self.active, "limit": self.capacity},
                 retry_after=float(max(1, math.ceil(self._typical))),
             )
-        now = time.monotonic()
-        tokens = min(self._burst, self._tokens + (now - self._refilled) * self.rate)
+        now = self._monotonic()
+        if self.rate == math.inf:
+            tokens = self._burst
+        else:
+            tokens = min(self._burst, self._tokens + (now - self._refilled) * self.rate)
         self._refilled = now
         if tokens < 1.0:
             self._tokens = tokens
@@ -152,4 +166,4 @@ class CheckLimit:
         self.active -= 1
         self._budget.active -= 1
         # A moving average of call durations, for the next refusal's retry_after.
-        self._typical += (time.monotonic() - started - self._typical) * 0.2
+        self._typical += (self._monotonic() - started - self._typical) * 0.2

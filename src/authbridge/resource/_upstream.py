@@ -11,6 +11,7 @@ treats the provider as unavailable. Never a crash (a 500).
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,9 @@ MAX_ID_DIGITS = 32
 MAX_SUBJECT = 255
 """Longest ``sub`` accepted (OpenID Connect Core §5.1: at most 255 ASCII characters)."""
 
+_NUMERIC_RANGE = 1e11
+"""NumericDates beyond ±1e11 s are out of range (as for JWT claims)."""
+
 MAX_RETRY_AFTER = 3600.0
 """Longest wait a provider's rate-limit answer may ask for before it is capped."""
 
@@ -44,6 +48,29 @@ def numeric(value: Any) -> float | None:
             return None
         value = int(value)
     return numeric_date(value)
+
+
+def expiry_time(value: Any) -> float | None:
+    """A provider-reported expiry (a JSON number, or a string of digits) in POSIX seconds.
+
+    Long past (before -1e11 s) is still past: -1e11, so expired. Beyond 1e11 s
+    (year 5138) there is no usable expiry: ``None``, as if none was given (reuse
+    of the answer stays bounded by the cache TTL).
+
+    Raises:
+        ValueError: not a number at all (a boolean, NaN, other text...).
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a NumericDate")
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError("not a NumericDate")
+    if value < -_NUMERIC_RANGE:  # compared before any float(): 10**400 would overflow
+        return -_NUMERIC_RANGE
+    if value > _NUMERIC_RANGE:
+        return None
+    return float(value)
 
 
 def iso_time(value: Any) -> float | None:

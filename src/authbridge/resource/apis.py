@@ -41,6 +41,7 @@ from ._formats import (
 from ._limits import check_limit_settings
 from ._upstream import (
     batch_body,
+    expiry_time,
     facebook_reason,
     github_expiry,
     iso_time,
@@ -496,7 +497,11 @@ class _FacebookSource(_ApiSource):
             raise InvalidToken("client_mismatch", provider=self.name)
         if data.get("type", "USER") != "USER":
             raise InvalidToken("wrong_token_type", provider=self.name)
-        expires = numeric(data.get("expires_at"))
+        raw = data.get("expires_at")
+        try:
+            expires = expiry_time(raw) if raw is not None else None
+        except ValueError:
+            raise ProviderUnavailable("unexpected_response", provider=self.name) from None
         expires_at = expires if expires else None  # 0 means "does not expire"
         self._check_expiry(expires_at)  # far in the past is expired too
         user_id = numeric_id(data.get("user_id"))

@@ -12,6 +12,7 @@ from .._http import RawResponse
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import JWTPolicy
 from ..jose._jwt import _NOT_ACCESS_TYP_CLAIM, client_of, numeric_date
+from ._limits import check_limit_settings
 from .base import as_tuple
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
@@ -43,6 +44,10 @@ class Introspection:
             evidence an active answer is refused (``not_an_access_token``),
             since refresh tokens are often introspected as active too. When
             set, every answer must carry them.
+        max_concurrent_checks: Most introspection calls in flight at once.
+        max_checks_per_second: Most introspection calls started per second. A
+            token needing a call beyond either bound is refused at once with a
+            503 (see [ResourceServer][authbridge.ResourceServer]).
 
     Example:
         ```python
@@ -60,6 +65,8 @@ class Introspection:
     cache_ttl: float = 60.0
     negative_cache_ttl: float = 5.0
     access_token_marker: Mapping[str, str | int | bool] | None = None
+    max_concurrent_checks: int = 16
+    max_checks_per_second: float = 100.0
 
     def __post_init__(self) -> None:
         # One prefix given as a string is one prefix, not its characters.
@@ -75,6 +82,7 @@ class Introspection:
             raise ConfigurationError("negative_cache_ttl")
         if any(not p for p in self.token_prefixes):
             raise ConfigurationError("empty_token_prefix")
+        check_limit_settings(self.max_concurrent_checks, self.max_checks_per_second, provider=None)
         marker = self.access_token_marker
         if marker is not None:
             if not marker or not all(

@@ -321,6 +321,18 @@ class BoundProvider:
         return introspection.negative_cache_ttl if introspection else 0.0
 
     @property
+    def max_concurrent_checks(self) -> int:
+        """Most introspection calls in flight at once (see `Introspection`)."""
+        introspection = self.provider.introspection
+        return introspection.max_concurrent_checks if introspection else 16
+
+    @property
+    def max_checks_per_second(self) -> float:
+        """Most introspection calls started per second (see `Introspection`)."""
+        introspection = self.provider.introspection
+        return introspection.max_checks_per_second if introspection else 100.0
+
+    @property
     def metadata(self) -> ProviderMetadata | None:
         """The discovered metadata, once loaded."""
         return self._metadata.metadata
