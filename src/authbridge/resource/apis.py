@@ -8,15 +8,15 @@ these verifiers:
 - receives only tokens routed to it (by its documented token prefix, or as the
   one provider accepting unprefixed opaque tokens);
 - sends the token in a header or a POST body, never in a URL;
-- maps the provider's answers: token refused → :class:`InvalidToken` (401);
-  rate limited, 5xx, timeout or garbage → :class:`ProviderUnavailable` (503);
+- maps the provider's answers: token refused → `InvalidToken` (401);
+  rate limited, 5xx, timeout or garbage → `ProviderUnavailable` (503);
 - range-checks every value it uses from an answer (dates, ``expires_in``, ids):
   an expiry in the past, however far, is ``expired``; a value out of any usable
   range is ignored or refused, never a crash;
 - refuses locally, before any call, a token not in its provider's documented
   format (``check_token_format``), and has at most ``max_concurrent_checks``
   calls in flight (a check beyond that is refused at once with a 503);
-- returns the same :class:`Principal`, cached within the token's lifetime and
+- returns the same `Principal`, cached within the token's lifetime and
   at most ``cache_ttl`` seconds.
 """
 
@@ -81,7 +81,7 @@ class GitHubProvider(_ApiProvider):
     token's OAuth scopes (classic tokens; fine-grained tokens have none).
 
     Args:
-        name: Provider name in the :class:`Principal`.
+        name: Provider name in the [Principal][authbridge.Principal].
         client_id: Your OAuth app's client id (enables the app check).
         client_secret: Its secret (sent in HTTP Basic, never in a URL).
         api_base: API root (GitHub Enterprise: ``https://HOST/api/v3``).
@@ -223,7 +223,7 @@ class GoogleProvider(OIDCProvider):
 
     Args:
         client_ids: Your Google OAuth client ids.
-        name: Provider name in the :class:`Principal`.
+        name: Provider name in the [Principal][authbridge.Principal].
         hosted_domain: If set, the ``hd`` claim must equal it (Workspace domain).
         tokeninfo_url: The token-info endpoint (tests point it at a fake).
         jwks_uri: Google's JWKS (tests point it at a fake).
@@ -392,7 +392,7 @@ class FacebookProvider(_ApiProvider):
     Args:
         app_id: Your Facebook app id.
         app_secret: Your app secret.
-        name: Provider name in the :class:`Principal`.
+        name: Provider name in the [Principal][authbridge.Principal].
         graph_base: Graph API root.
         api_version: Graph API version (e.g. ``"v19.0"``).
         token_prefixes: Tokens routed here (user tokens start with ``EAA``).
@@ -531,7 +531,7 @@ class UserinfoProvider(_ApiProvider):
     introspection when the provider offers them.
 
     Args:
-        name: Provider name in the :class:`Principal`.
+        name: Provider name in the [Principal][authbridge.Principal].
         issuer: The provider's issuer (its userinfo endpoint is discovered).
         userinfo_endpoint: Use this endpoint instead of discovery.
         token_prefixes: Prefixes of tokens routed here.

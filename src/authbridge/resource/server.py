@@ -54,7 +54,7 @@ class _ChecksFormat(Protocol):
 class ResourceServer:
     """Validates bearer tokens from the configured providers. Free of FastAPI.
 
-    Routing is deterministic (see :mod:`authbridge.resource.base`): a prefixed
+    Routing is deterministic (see `authbridge.resource.base`): a prefixed
     opaque token goes to the provider declaring that prefix; a JWS to the one
     provider whose issuer equals its ``iss``; any other token to the first
     provider accepting unprefixed opaque tokens. A token naming an unknown
@@ -63,7 +63,7 @@ class ResourceServer:
     Results are cached (``cache_size`` entries, FIFO) under the SHA-256 of the
     exact token, so another spelling of a token is a different entry and gets
     full validation. An entry is served only before the token's ``exp`` (and
-    at most :data:`MAX_CACHE_TTL`, or the provider's shorter TTL for opaque
+    at most `MAX_CACHE_TTL` (300 s), or the provider's shorter TTL for opaque
     tokens), and only while the provider's key set is the one that verified
     it. Concurrent first requests with the same opaque token share one call
     to its provider; inactive opaque tokens are remembered briefly.
@@ -218,7 +218,7 @@ class ResourceServer:
     def route(self, token: str) -> Source | None:
         """The one source an opaque (non-JWS) token goes to, or ``None``.
 
-        JWS tokens are routed by their ``iss`` in :meth:`verify`.
+        JWS tokens are routed by their ``iss`` in [verify][authbridge.ResourceServer.verify].
         """
         for prefix, source in self._prefixes:
             if token.startswith(prefix):
@@ -226,7 +226,7 @@ class ResourceServer:
         return None
 
     async def verify(self, token: str) -> Principal:
-        """Validate a bearer token and return its :class:`Principal`.
+        """Validate a bearer token and return its [Principal][authbridge.Principal].
 
         Raises:
             InvalidToken: the token is not acceptable (reason in ``.reason``).

@@ -3,18 +3,18 @@
 Some providers hand out tokens that a resource server cannot check by itself;
 the only way to know who a token belongs to is to ask the provider:
 
-* :class:`FakeGitHub` answers ``GET /user`` like the GitHub REST API, with the
+* `FakeGitHub` answers ``GET /user`` like the GitHub REST API, with the
   ``X-OAuth-Scopes`` and ``x-ratelimit-*`` headers.
-* :class:`FakeGoogle` answers ``/tokeninfo`` like ``oauth2.googleapis.com``.
-* :class:`FakeFacebook` answers ``/debug_token`` (and Graph API batch requests)
+* `FakeGoogle` answers ``/tokeninfo`` like ``oauth2.googleapis.com``.
+* `FakeFacebook` answers ``/debug_token`` (and Graph API batch requests)
   like ``graph.facebook.com``.
-* :class:`FakeUserinfo` is an OpenID Connect UserInfo endpoint (OIDC Core 5.3,
+* `FakeUserinfo` is an OpenID Connect UserInfo endpoint (OIDC Core 5.3,
   RFC 6750).
 
 Each fake keeps a registry of the tokens it issued (so it can tell an unknown,
 revoked or expired token from a good one), answers in process through
-:attr:`FakeAPI.transport` or over real loopback HTTP through :meth:`FakeAPI.serve`,
-logs every request it receives in :attr:`FakeAPI.requests` (with credentials
+`FakeAPI.transport` or over real loopback HTTP through `FakeAPI.serve`,
+logs every request it receives in `FakeAPI.requests` (with credentials
 redacted, and whether a credential travelled in the URL), and can be told to
 misbehave: rate limits, server errors, non-JSON bodies, slow answers.
 
@@ -146,7 +146,7 @@ class RecordedRequest:
             any token the fake issued, or its app secret, anywhere in the URL.
         credential_locations: Where credentials were found: ``"header"``
             (Authorization), ``"query"`` (the URL) and/or ``"body"``.
-        via: ``"transport"`` (in process) or ``"http"`` (through :meth:`FakeAPI.serve`).
+        via: ``"transport"`` (in process) or ``"http"`` (through `FakeAPI.serve`).
     """
 
     method: str
@@ -169,7 +169,7 @@ class _Failure:
     """Builds the reply; ``None`` answers normally (after ``delay``)."""
     delay: float
     remaining: int | None
-    """Requests left to fail; ``None`` means until :meth:`FakeAPI.clear_failures`."""
+    """Requests left to fail; ``None`` means until `FakeAPI.clear_failures`."""
 
 
 # -- token registry ----------------------------------------------------------------------
@@ -241,7 +241,7 @@ class _RoutingTransport(httpx.MockTransport):
 def combined_transport(*fakes: FakeAPI[Any]) -> httpx.MockTransport:
     """One transport answering for several fakes, routed by scheme, host and port.
 
-    Requests to a host none of them serves fail with :class:`httpx.ConnectError`.
+    Requests to a host none of them serves fail with `httpx.ConnectError`.
     """
     return _RoutingTransport(fakes)
 
@@ -259,12 +259,12 @@ class FakeAPI(ABC, Generic[_G]):
     """What every fake provider API shares: token registry, transport, server, faults.
 
     Attributes:
-        transport: An :class:`httpx.MockTransport` answering requests to
-            :attr:`base_url` in process (requests to other hosts raise
-            :class:`httpx.ConnectError`). Async clients get real
-            ``asyncio.sleep`` delays from :meth:`slow_next`.
+        transport: An `httpx.MockTransport` answering requests to
+            `base_url` in process (requests to other hosts raise
+            `httpx.ConnectError`). Async clients get real
+            ``asyncio.sleep`` delays from `slow_next`.
         requests: Every request received (through the transport or the
-            server), oldest first, as :class:`RecordedRequest`.
+            server), oldest first, as `RecordedRequest`.
         clock: Returns the current time in seconds; tokens expire against it.
         in_flight: Requests being answered right now (slow answers included).
         peak_in_flight: The most requests ever answered at the same time: what a
@@ -292,7 +292,7 @@ class FakeAPI(ABC, Generic[_G]):
 
     @property
     def base_url(self) -> str:
-        """Where the fake answers (``http://127.0.0.1:PORT...`` while :meth:`serve` runs)."""
+        """Where the fake answers (``http://127.0.0.1:PORT...`` while `serve` runs)."""
         return self._base_url
 
     def serves(self, url: httpx.URL | str) -> bool:
@@ -379,7 +379,7 @@ class FakeAPI(ABC, Generic[_G]):
             headers: Response headers.
             body: Raw bytes, text, or a mapping sent as JSON.
             count: How many requests; ``None`` for every request until
-                :meth:`clear_failures`.
+                `clear_failures`.
             delay: Seconds to wait before answering.
         """
         content_type: tuple[tuple[str, str], ...] = ()
@@ -550,7 +550,7 @@ class FakeAPI(ABC, Generic[_G]):
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[Self]:
         """Answer over HTTP on ``host:port`` (a free port by default) inside the block.
 
-        :attr:`base_url` becomes ``http://host:PORT`` (keeping its path) for the
+        `base_url` becomes ``http://host:PORT`` (keeping its path) for the
         duration, so URLs built from it point at the server; tokens issued
         before or during the block stay valid. Slow answers pending when the
         block exits are abandoned.
@@ -732,7 +732,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
 
     @property
     def api_base(self) -> str:
-        """Alias of :attr:`base_url`."""
+        """Alias of `base_url`."""
         return self.base_url
 
     def issue_token(
@@ -753,13 +753,13 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             login: The user's login.
             user_id: The user's numeric id.
             scopes: OAuth scopes (reported only for ``ghp``/``gho`` tokens).
-            kind: Token type (its prefix), see :data:`GitHubTokenKind`.
+            kind: Token type (its prefix), see `GitHubTokenKind`.
             expires_in: Seconds until the token expires (``None``: never). An
                 expiring token's answers carry ``github-authentication-token-expiration``.
             name: Profile name.
             email: Public profile email.
             client_id: The OAuth app the token was issued to (this fake's
-                :attr:`client_id` by default; another value makes a token of
+                `client_id` by default; another value makes a token of
                 another app).
         """
         grant = _GitHubGrant(
@@ -844,7 +844,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
         """Answer the next ``count`` requests as rate limited.
 
         Args:
-            count: How many requests (``None``: until :meth:`clear_failures`).
+            count: How many requests (``None``: until `clear_failures`).
             retry_after: Primary limit: seconds until ``x-ratelimit-reset``
                 (60 if omitted). Secondary limit: the ``retry-after`` header
                 (omitted if ``None``, which GitHub also does sometimes).
@@ -1194,7 +1194,7 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
         app_id: Your app's id.
         app_secret: Your app's secret (random if omitted).
         graph_base: The Graph API root.
-        version: Graph API version used in :attr:`debug_token_url` (any
+        version: Graph API version used in `debug_token_url` (any
             ``vN.N`` prefix, or none, is accepted).
         app_name: Reported as ``application``.
         accept_post: Also answer ``POST /debug_token`` with form parameters.
@@ -1223,7 +1223,7 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
 
     @property
     def graph_base(self) -> str:
-        """Alias of :attr:`base_url`."""
+        """Alias of `base_url`."""
         return self.base_url
 
     @property
@@ -1481,7 +1481,7 @@ class FakeUserinfo(FakeAPI[_UserinfoGrant]):
 
     @property
     def issuer(self) -> str:
-        """Alias of :attr:`base_url`."""
+        """Alias of `base_url`."""
         return self.base_url
 
     @property
