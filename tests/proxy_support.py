@@ -9,6 +9,7 @@ import datetime
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -179,6 +180,23 @@ def _handler(fake: FakeIssuer, requests: list[tuple[str, dict[str, str]]]) -> ty
                 self._send(200, b'{"a":"' + b"x" * (1024 * 1024) + b'"}')
             else:
                 self._send(404, b"{}")
+
+        def do_POST(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            requests.append((self.path, headers))
+            self.rfile.read(int(headers.get("content-length", "0")))
+            if self.path != "/introspect":
+                self._send(404, b"{}")
+                return
+            answer = {
+                "active": True,
+                "sub": "bob",
+                "iss": fake.issuer,
+                "aud": fake.audience,
+                "token_type": "Bearer",
+                "exp": int(time.time()) + 300,
+            }
+            self._send(200, json.dumps(answer).encode())
 
         def _send(self, status: int, body: bytes, location: str | None = None) -> None:
             self.send_response(status)

@@ -8,8 +8,10 @@ httpx2. Each path is exercised, and the two other set-ups an app can have (httpx
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import subprocess
 import sys
 import textwrap
@@ -22,13 +24,14 @@ import httpx2
 import pytest
 from fastapi import FastAPI, Security
 from fastapi.testclient import TestClient
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from authbridge import AuthBridge, Principal, ProviderUnavailable
 from authbridge import _httpx as compat
 from authbridge._http import HttpClientHolder, fetch_json, new_client, request
 from authbridge._proxy import NoProxy, is_loopback, parse_proxy_url, proxy_routes
+from authbridge._proxy import _ip as numeric_host_address
 from authbridge.errors import ConfigurationError
 from authbridge.resource.server import ResourceServer
 from authbridge.testing import FakeIssuer
@@ -298,6 +301,87 @@ def test_a_proxy_password_is_never_shown(password: str, port: int) -> None:
         assert password not in text
 
 
+# What a user name or password may hold unencoded: the characters that end a netloc early
+# ("#", "?", "/", "@"), ":" (so "user:1234" reads as a host and port), brackets and digits;
+# the letters appear in no message, so any 4 of these characters in a text come from them.
+_USERINFO = st.text(st.sampled_from("QJZVKW5679#?/@:[]%!~.-_"), min_size=4, max_size=24)
+_PREFIXES = st.sampled_from(["", "http://", "https://", "HTTP://", "socks5://", "Q5:"])
+_HOSTPORTS = st.sampled_from(
+    ["proxy.example:3128", "proxy.example", "[::1]:8080", ":3128", "proxy.example:99999", ""]
+)
+_SUFFIXES = st.sampled_from(["", "/", "/path", "?q=1", "#f", "/#"])
+
+
+def _shown_texts(value: str) -> list[str]:
+    """Every text authbridge produces from a proxy value: errors, start-up line, reprs."""
+    texts: list[str] = []
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("authbridge")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        for attempt in (
+            lambda: proxy_routes(None, {"HTTPS_PROXY": value}),
+            lambda: proxy_routes(value, {}),
+            lambda: HttpClientHolder(proxy=value, trust_env=False).routes,
+        ):
+            try:
+                routes = attempt()
+            except ConfigurationError as error:
+                texts += [str(error), repr(error), error.message, json.dumps(error.detail)]
+            else:
+                texts += [routes.describe(), repr(routes)]
+                texts += [proxy.shown for proxy in routes.by_scheme.values()]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    return texts + [record.getMessage() for record in records]
+
+
+@settings(deadline=None)  # timing on a shared, loaded machine is no property
+@given(prefix=_PREFIXES, userinfo=_USERINFO, hostport=_HOSTPORTS, suffix=_SUFFIXES)
+def test_no_part_of_the_credentials_is_ever_shown(
+    prefix: str, userinfo: str, hostport: str, suffix: str
+) -> None:
+    """Whatever the credentials hold (unencoded "#", "?", "/", "@", ":"), and wherever the
+    URL parser splits them, no 4 consecutive characters of them reach an error or a log."""
+    value = f"{prefix}{userinfo}@{hostport}{suffix}"
+    pieces = {userinfo[i : i + 4] for i in range(len(userinfo) - 3)}
+    for text in _shown_texts(value):
+        leaked = [piece for piece in pieces if piece in text]
+        assert not leaked, (leaked, text)
+
+
+@pytest.mark.parametrize(
+    ("value", "secrets"),
+    [
+        ("http://svc:1234#secret@proxy:3128", ["svc", "1234", "secret"]),
+        ("http://svc:1234?secret@proxy:3128", ["svc", "1234", "secret"]),
+        ("http://svc:1234/secret@proxy:3128", ["svc", "1234", "secret"]),
+        ("http://user:p@zz#qq@proxy:3128", ["zz", "qq"]),  # urlsplit's host would be "zz"
+        ("hunter22:x://@proxy:3128", ["hunter22"]),  # "hunter22" would be the scheme
+    ],
+)
+def test_a_value_with_an_at_sign_is_named_but_never_shown(value: str, secrets: list[str]) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        proxy_routes(None, {"HTTPS_PROXY": value})
+    message = caught.value.message
+    assert message.startswith("HTTPS_PROXY ")
+    assert "percent-encode" in message  # the fix
+    for piece in [*secrets, "proxy:3128"]:
+        assert piece not in str(caught.value)
+
+
+def test_without_credentials_the_invalid_value_is_shown() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        proxy_routes(None, {"HTTPS_PROXY": "http://proxy.corp:3128/path"})
+    assert "HTTPS_PROXY=http://proxy.corp:3128 is not a valid proxy URL" in str(caught.value)
+    assert "percent-encode" not in str(caught.value)
+
+
 def test_the_environment_spellings() -> None:
     a, b, c = "http://a.example:1", "http://b.example:2", "http://c.example:3"
 
@@ -379,6 +463,8 @@ _DOMAIN = st.lists(_LABEL, min_size=1, max_size=4).map(".".join)
 def test_a_domain_entry_matches_the_domain_and_its_subdomains_only(
     domain: str, sub: str, glue: str, spelling: str
 ) -> None:
+    # All-number names ("1.1", "0x10") are addresses to the resolver, not domains.
+    assume(all(numeric_host_address(h) is None for h in (domain, f"{sub}.{domain}", glue + domain)))
     rules = NoProxy.parse(f"{spelling}{domain}")
     assert rules.matches(domain, 443)
     assert rules.matches(f"{sub}.{domain}", 443)
@@ -404,14 +490,133 @@ def test_any_no_proxy_value_parses_and_matches_without_error(
         ("::1", True),
         ("[::1]", True),
         ("::ffff:127.0.0.1", True),
+        # What the resolver reads as 127.0.0.1 (inet_aton), though `ipaddress` does not.
+        ("127.1", True),
+        ("127.0.1", True),
+        ("2130706433", True),
+        ("0x7f.1", True),
+        ("0X7F000001", True),
+        ("0177.0.0.1", True),
+        ("0x7f.0.0.0x1", True),
+        ("127.16777215", True),
+        # The unspecified address: a connection to it reaches this machine.
+        ("0.0.0.0", True),
+        ("0", True),
+        ("0x0", True),
+        ("::", True),
+        ("[::]", True),
+        ("::ffff:0.0.0.0", True),
         ("localhost.example.com", False),
         ("mylocalhost", False),
         ("127.example", False),
         ("10.0.0.1", False),
-        ("0.0.0.0", False),
+        ("10.1", False),
+        ("0.0.0.1", False),
+        ("128.1", False),
+        ("0x80000001", False),
+        ("127.0.0.1 x", False),  # inet_aton stops at the space; the resolver refuses it
+        ("127.0.0.256", False),
+        ("08.0.0.1", False),  # not octal: no address
+        ("1.2.3.4.5", False),
+        ("0x", False),
     ],
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
     routes = proxy_routes(None, {"HTTPS_PROXY": "http://proxy.example:3128"})
     assert (routes.proxy_for("https", host, 443) is None) is loopback
+
+
+def _aton_part(value: int, base: str, zeros: int, upper: bool) -> str:
+    """One part of an address as inet_aton reads it, in ``base``, with extra leading zeros."""
+    if base == "hex":
+        digits = f"{value:x}".upper() if upper else f"{value:x}"
+        return ("0X" if upper else "0x") + "0" * zeros + digits
+    if base == "octal":
+        return "0" + "0" * zeros + f"{value:o}"
+    return str(value)
+
+
+@st.composite
+def _numeric_spellings(draw: st.DrawFn, addresses: st.SearchStrategy[int]) -> tuple[int, str]:
+    """(an IPv4 address, one of its inet_aton spellings: 1 to 4 parts, each decimal, octal
+    or hexadecimal; the last part holds the remaining bytes)."""
+    address = draw(addresses)
+    count = draw(st.integers(1, 4))
+    packed = address.to_bytes(4, "big")
+    values = [*packed[: count - 1], int.from_bytes(packed[count - 1 :], "big")]
+    parts = [
+        _aton_part(
+            value,
+            draw(st.sampled_from(["decimal", "octal", "hex"])),
+            draw(st.integers(0, 3)),
+            draw(st.booleans()),
+        )
+        for value in values
+    ]
+    return address, ".".join(parts)
+
+
+def _resolver_reads(host: str) -> ipaddress.IPv4Address | None:
+    """What getaddrinfo connects to for a numeric host (no name is looked up)."""
+    try:
+        found = socket.getaddrinfo(host, 80, socket.AF_INET, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return None
+    return ipaddress.IPv4Address(found[0][4][0])
+
+
+_PROXIED = proxy_routes(None, {"HTTP_PROXY": "http://proxy.example:3128"})
+
+
+@settings(deadline=None)  # timing on a shared, loaded machine is no property
+@given(_numeric_spellings(st.integers(0x7F000000, 0x7FFFFFFF)))
+def test_every_spelling_of_a_loopback_address_goes_direct(found: tuple[int, str]) -> None:
+    address, spelling = found
+    assert _resolver_reads(spelling) == ipaddress.IPv4Address(address)  # a real spelling
+    assert is_loopback(spelling)
+    assert is_loopback(spelling.upper())
+    assert _PROXIED.proxy_for("http", spelling, 80) is None
+
+
+@settings(deadline=None)  # timing on a shared, loaded machine is no property
+@given(_numeric_spellings(st.integers(0, 2**32 - 1)))
+def test_numeric_hosts_are_the_address_the_resolver_connects_to(found: tuple[int, str]) -> None:
+    address, spelling = found
+    ip = ipaddress.IPv4Address(address)
+    assert numeric_host_address(spelling.lower()) == ip == _resolver_reads(spelling)
+    local = ip.is_loopback or address == 0
+    assert is_loopback(spelling) is local
+    assert (_PROXIED.proxy_for("http", spelling, 80) is None) is local
+    # NO_PROXY networks and addresses see the same address, in either spelling.
+    assert NoProxy.parse(f"{ip}/8").matches(spelling, 80)
+    assert NoProxy.parse(str(ip)).matches(spelling, 80)
+    assert NoProxy.parse(spelling).matches(str(ip), 80)
+    assert not NoProxy.parse(f"{ipaddress.IPv4Address(address ^ 1)}").matches(spelling, 80)
+
+
+@settings(deadline=None)  # timing on a shared, loaded machine is no property
+@given(st.text(st.sampled_from("0123456789abcdefxX. "), max_size=20))
+def test_any_host_of_number_characters_reads_as_the_resolver_reads_it(host: str) -> None:
+    """No false positive either: what the resolver refuses is no address."""
+    assert numeric_host_address(host.lower()) == _resolver_reads(host)
+
+
+@pytest.mark.parametrize(
+    ("entry", "host", "direct"),
+    [
+        ("10.0.0.0/8", "10.1", True),
+        ("10.0.0.0/8", "167772161", True),
+        ("10.0.0.0/8", "0xa.0x1", True),
+        ("10.0.0.0/8", "012.1", True),
+        ("10.0.0.1", "10.1", True),
+        ("10.1", "10.0.0.1", True),
+        ("0xa000001:8080", "10.0.0.1", True),
+        ("10.0.0.2", "10.1", False),
+        ("10.0.0.0/8", "11.1", False),
+    ],
+)
+def test_no_proxy_networks_match_every_spelling(entry: str, host: str, direct: bool) -> None:
+    assert NoProxy.parse(entry).matches(host, 8080) is direct
+    routes = proxy_routes(None, {"HTTP_PROXY": "http://proxy.example:3128", "NO_PROXY": entry})
+    assert (routes.proxy_for("http", host, 8080) is None) is direct

@@ -27,7 +27,13 @@ import pytest
 from fastapi import FastAPI, Security
 from fastapi.testclient import TestClient
 
-from authbridge import AuthBridge, Principal, ProviderUnavailable
+from authbridge import (
+    AuthBridge,
+    Introspection,
+    OIDCProvider,
+    Principal,
+    ProviderUnavailable,
+)
 from authbridge import _httpx as compat
 from authbridge._http import HttpClientHolder, TrustedCAs, fetch_json
 from authbridge.errors import ConfigurationError
@@ -89,7 +95,8 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def proxy_for(provider: Provider, **kwargs: Any) -> AsyncIterator[ForwardProxy]:
     port = provider.port
-    upstreams = {("idp.test", port): port, ("127.0.0.1", port): port}
+    host = urlsplit(provider.fake.issuer).hostname or ""
+    upstreams = {("idp.test", port): port, ("127.0.0.1", port): port, (host, port): port}
     async with ForwardProxy(upstreams, **kwargs) as proxy:
         yield proxy
 
@@ -179,7 +186,12 @@ async def test_no_proxy(
     assert len(proxy.seen) == (0 if direct else 2)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+# Every spelling of this machine the resolver connects to (httpx hands these hosts to it;
+# 0177.0.0.1 is one too, but httpx refuses such a URL itself).
+THIS_MACHINE = ["127.0.0.1", "localhost", "127.1", "2130706433", "0x7f.1", "0x7f000001", "0.0.0.0"]
+
+
+@pytest.mark.parametrize("host", THIS_MACHINE)
 async def test_loopback_is_never_proxied_from_the_environment(
     network: Any, host: str, monkeypatch: pytest.MonkeyPatch, authbridge_signing_key: Any
 ) -> None:
@@ -190,6 +202,33 @@ async def test_loopback_is_never_proxied_from_the_environment(
             await verify(provider)
     assert proxy.seen == []
     assert len(provider.requests) == 2
+
+
+@pytest.mark.parametrize("host", THIS_MACHINE)
+async def test_a_development_providers_client_secret_never_reaches_the_proxy(
+    network: Any, host: str, monkeypatch: pytest.MonkeyPatch, authbridge_signing_key: Any
+) -> None:
+    """Introspection on this machine: the Basic credentials go to it directly."""
+    with serve_provider(authbridge_signing_key, host=host) as provider:
+        async with proxy_for(provider) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            introspection = Introspection(
+                client_id="api",
+                client_secret="s3cr3t-client",
+                endpoint=f"{provider.fake.issuer}/introspect",
+            )
+            dev = OIDCProvider(
+                "dev",
+                issuer=provider.fake.issuer,
+                audience=provider.fake.audience,
+                introspection=introspection,
+            )
+            async with ResourceServer([dev]) as server:
+                principal = await server.verify("opaque-" + "q" * 40)
+    assert principal.subject == "bob"
+    assert proxy.seen == []
+    basic = "Basic " + base64.b64encode(b"api:s3cr3t-client").decode()
+    assert [h.get("authorization") for p, h in provider.requests if p == "/introspect"] == [basic]
 
 
 async def test_trust_env_false_ignores_the_environment(

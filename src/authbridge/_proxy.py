@@ -7,10 +7,13 @@ Two sources, never mixed:
   ``HTTP_PROXY`` for http URLs, ``ALL_PROXY`` for either when the specific one is unset.
   Lower-case spellings win over upper-case ones and an empty lower-case one unsets the
   variable (as `urllib` and curl read them). ``NO_PROXY`` lists hosts reached directly.
-  Loopback hosts (``localhost``, ``*.localhost``, 127.0.0.0/8, ::1) are always reached
-  directly, as Go's ``net/http`` does: a proxy cannot reach this machine's loopback, and a
-  development provider on ``http://localhost`` would otherwise hand its client secret to
-  the proxy in clear text.
+  Hosts of this machine (``localhost``, ``*.localhost``, 127.0.0.0/8, ::1, and 0.0.0.0 and
+  ``::``, which connect here) are always reached directly, as Go's ``net/http`` does: a
+  proxy cannot reach this machine's loopback, and a development provider on
+  ``http://localhost`` would otherwise hand its client secret to the proxy in clear text.
+  An address counts in every spelling the system resolver reads: ``127.1``,
+  ``2130706433``, ``0x7f.1`` and ``0177.0.0.1`` are all 127.0.0.1 to it (``inet_aton``'s
+  forms, which `ipaddress` does not read; httpx hands such hosts to the resolver).
 
 A proxy URL may carry credentials (``http://user:password@proxy:3128``); they are sent to
 the proxy only (``Proxy-Authorization``) and never appear in a log line or an error:
@@ -20,6 +23,7 @@ everything shown is `ProxyURL.shown`.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,12 +67,22 @@ def parse_proxy_url(value: str, *, source: str) -> ProxyURL:
 
     Raises:
         ConfigurationError: not an ``http://`` or ``https://`` URL with a host and
-            nothing after the port. The message never repeats credentials.
+            nothing after the port. The message never repeats credentials: when the
+            value holds an ``@`` anywhere, it shows no part of the value at all.
     """
     text = value.strip()
     if "://" not in text:
         text = f"http://{text}"
+    # A password with an unencoded "#", "?", "/" or "@" splits the URL inside the
+    # credentials: what looks like the scheme, host or port may then be part of them.
+    # With an "@" anywhere, nothing of the value is shown, only where it came from.
+    secret = "@" in text
     expected = "expected http://host:port or https://host:port"
+    encode = (
+        ". In a user name or password, percent-encode @ # ? / (as %40 %23 %3F %2F)"
+        if secret
+        else ""
+    )
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -76,16 +90,18 @@ def parse_proxy_url(value: str, *, source: str) -> ProxyURL:
     except ValueError:
         # Nothing of the value is shown: it may hold a password.
         raise ConfigurationError(
-            "invalid_proxy_url", message=f"{source} is not a valid proxy URL ({expected})"
+            "invalid_proxy_url",
+            message=f"{source} is not a valid proxy URL ({expected}){encode}",
         ) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
+        used = "an unsupported scheme" if secret else f"{scheme}://"
         raise ConfigurationError(
             "unsupported_proxy_scheme",
             message=(
-                f"{source} uses {scheme}://; authbridge supports http:// and https:// proxies "
+                f"{source} uses {used}; authbridge supports http:// and https:// proxies "
                 "(for the environment variable: unset it for this process, or pass "
-                "trust_env=False)"
+                f"trust_env=False){encode}"
             ),
         )
     credentials = "***@" if "@" in parts.netloc else ""
@@ -93,10 +109,12 @@ def parse_proxy_url(value: str, *, source: str) -> ProxyURL:
         f":{port}" if port is not None else ""
     )
     if not host or parts.path not in ("", "/") or parts.query or parts.fragment:
+        where = source if secret else f"{source}={shown}"
         raise ConfigurationError(
             "invalid_proxy_url",
-            message=f"{source}={shown} is not a valid proxy URL ({expected}, no path)",
+            message=f"{where} is not a valid proxy URL ({expected}, no path){encode}",
         )
+    # Valid, so every character up to the last "@" is in the netloc: `shown` replaced it.
     return ProxyURL(url=text, shown=shown, source=source)
 
 
@@ -104,23 +122,47 @@ def _normal_host(host: str) -> str:
     return host.strip().strip("[]").rstrip(".").lower()
 
 
+_INET_ATON_CHARACTERS = frozenset("0123456789abcdefx.")
+
+
+def _numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address the C resolver reads in ``host`` (lower case), by ``inet_aton``.
+
+    Decimal, octal (leading ``0``) and hexadecimal (``0x``) parts, and the short forms
+    (``a.b.c`` / ``a.b`` / ``a``, the last part filling the remaining bytes): what
+    ``getaddrinfo`` accepts as a numeric host, and what `ipaddress` refuses.
+    """
+    # inet_aton stops at whitespace (glibc) and getaddrinfo does not: only the
+    # characters of a number, so that both read the same host.
+    if not host or not _INET_ATON_CHARACTERS.issuperset(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` (normalised) connects to when it is a numeric host, else ``None``."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return None
+        return _numeric_ipv4(host)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
 
 
 def is_loopback(host: str) -> bool:
-    """``localhost``, a ``.localhost`` name (RFC 6761) or a loopback address literal."""
+    """Whether ``host`` is this machine: ``localhost``, a ``.localhost`` name (RFC 6761), a
+    loopback address or the unspecified address (0.0.0.0, ``::``: a connection to it
+    reaches this machine), in any numeric spelling the resolver accepts (``127.1``,
+    ``0x7f.1``, ``2130706433``)."""
     name = _normal_host(host)
     if name == "localhost" or name.endswith(".localhost"):
         return True
     address = _ip(name)
-    return address is not None and address.is_loopback
+    return address is not None and (address.is_loopback or address.is_unspecified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +171,10 @@ class NoProxy:
 
     Comma-separated entries: ``*`` (every host); a domain (``example.com``, ``.example.com``
     or ``*.example.com``: the domain and every subdomain, never ``badexample.com``); an IP
-    address or CIDR network (matched against IP-literal hosts only: no name is resolved to
-    decide); any of these with ``:port`` to match one port only. Case-insensitive; unusable
-    entries are ignored, as curl and Go ignore them.
+    address or CIDR network (matched against numeric hosts only, in every spelling the
+    resolver reads as an address, ``10.1`` being 10.0.0.1: no name is resolved to decide);
+    any of these with ``:port`` to match one port only. Case-insensitive; unusable entries
+    are ignored, as curl and Go ignore them.
     """
 
     everything: bool = False
@@ -150,11 +193,10 @@ class NoProxy:
             if entry == "*":
                 return cls(everything=True)
             host, port = _split_port(entry)
-            try:
-                networks.append((ipaddress.ip_network(host.strip("[]"), strict=False), port))
+            network = _network(host.strip("[]"))
+            if network is not None:
+                networks.append((network, port))
                 continue
-            except ValueError:
-                pass
             name = host.lstrip("*").lstrip(".").rstrip(".")
             if name and "/" not in name and "*" not in name and "[" not in name:
                 domains.add((name, port))
@@ -180,6 +222,15 @@ class NoProxy:
     def entries(self) -> int:
         """How many usable entries it has (for the start-up log line)."""
         return len(self.domains) + len(self.networks) + int(self.everything)
+
+
+def _network(text: str) -> _IPNetwork | None:
+    """A ``NO_PROXY`` address or CIDR entry; numeric IPv4 spellings read as the resolver does."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        address = _numeric_ipv4(text)
+    return None if address is None else ipaddress.ip_network(address)
 
 
 def _split_port(entry: str) -> tuple[str, int | None]:
