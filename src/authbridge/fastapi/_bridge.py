@@ -10,13 +10,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.responses import JSONResponse
 
 from .._clock import Clock, system_clock
+from .._httpx import AsyncTransport
 from ..errors import AuthBridgeError, ConfigurationError, ProviderUnavailable
 from ..providers.discovery import ProviderMetadata
 from ..resource.base import Provider
@@ -83,10 +83,20 @@ class AuthBridge:
     Args:
         providers: The token sources the app trusts
             ([OIDCProvider][authbridge.OIDCProvider], ...).
-        transport: Outbound HTTP transport for discovery/JWKS/APIs (tests inject one).
+        transport: Outbound HTTP transport for discovery/JWKS/APIs, for tests:
+            the test kit's `FakeIssuer.transport`, an `httpx.MockTransport`, an
+            `httpx2.MockTransport`, or any transport of either library. It makes
+            its own connections: no proxy or CA setting applies to it.
         clock: Time source, POSIX seconds.
         cache_size: Verification cache capacity (0 disables it).
         http_timeout: Bound on each outbound request, in seconds.
+        proxy: Send every outbound request through this HTTP proxy, e.g.
+            `"http://proxy.example.org:3128"` (credentials allowed, never logged).
+            Overrides the environment. See the deployment guide.
+        trust_env: Read the proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`,
+            `ALL_PROXY`, `NO_PROXY`, either case; loopback hosts always go direct)
+            and `SSL_CERT_FILE` / `SSL_CERT_DIR` from the environment. `.netrc` is
+            never read.
         realm: Optional ``realm`` for ``WWW-Authenticate`` challenges.
         allow_query_token: Also accept ``?access_token=`` (RFC 6750 §2.3) when
             no ``Authorization`` header is sent. Off by default: URLs end up
@@ -119,10 +129,12 @@ class AuthBridge:
         self,
         providers: Sequence[Provider],
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: AsyncTransport | None = None,
         clock: Clock = system_clock,
         cache_size: int = 10_000,
         http_timeout: float = 5.0,
+        proxy: str | None = None,
+        trust_env: bool = True,
         realm: str | None = None,
         allow_query_token: bool = False,
         scheme_name: str = "BearerToken",
@@ -139,6 +151,8 @@ class AuthBridge:
             clock=clock,
             cache_size=cache_size,
             http_timeout=http_timeout,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self.realm = realm
         self.allow_query_token = allow_query_token

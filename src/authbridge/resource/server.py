@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
-import httpx
-
 from .._clock import Clock, system_clock
-from .._http import DEFAULT_TIMEOUT, HttpClientHolder
+from .._http import HttpClientHolder
+from .._httpx import AsyncTransport
 from .._shared import SharedTasks
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import parse_compact
@@ -83,27 +82,43 @@ class ResourceServer:
 
     Args:
         providers: The token sources whose tokens are accepted.
-        transport: Outbound HTTP transport (tests pass ``httpx.MockTransport``
-            or the test kit's ``FakeIssuer.transport``).
+        transport: Outbound HTTP transport for tests: the test kit's
+            `FakeIssuer.transport`, an `httpx.MockTransport`, an
+            `httpx2.MockTransport`, or any transport of either library. It makes
+            its own connections: no proxy or CA setting applies to it.
         clock: Time source, POSIX seconds.
         cache_size: Verification cache capacity; 0 disables it (and coalescing).
         http_timeout: Bound on each outbound request, in seconds.
+        proxy: Send every outbound request through this HTTP proxy, e.g.
+            `"http://proxy.example.org:3128"` (credentials allowed, never logged:
+            `"http://user:password@proxy.example.org:3128"`). Overrides the environment.
+        trust_env: Read the proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+            `NO_PROXY`, either case; loopback hosts always go direct) and
+            `SSL_CERT_FILE` / `SSL_CERT_DIR` (the CA certificates to trust, e.g. with
+            a corporate root) from the environment. `.netrc` is never read.
+
+    Raises:
+        ConfigurationError: on an inconsistent configuration; also for `proxy`
+            together with `transport`, a proxy URL that is not an http(s) URL, or an
+            `SSL_CERT_FILE` / `SSL_CERT_DIR` that does not exist.
     """
 
     def __init__(
         self,
         providers: Sequence[Provider],
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: AsyncTransport | None = None,
         clock: Clock = system_clock,
         cache_size: int = 10_000,
-        http_timeout: float = DEFAULT_TIMEOUT,
+        http_timeout: float = 5.0,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         if not providers:
             raise ConfigurationError("at_least_one_provider_required")
         if cache_size < 0:
             raise ConfigurationError("cache_size_negative")
-        self._http = HttpClientHolder(transport)
+        self._http = HttpClientHolder(transport, proxy=proxy, trust_env=trust_env)
         self._clock = clock
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
