@@ -400,3 +400,26 @@ def test_utc_holds_what_a_datetime_can_and_nothing_else() -> None:
     assert utc(253402300799.0) == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
     for edge in (None, -1.0, 253402300800.0, 1e308, -1e308):
         assert utc(edge) is None
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        '{"data": {"is_valid": true, "app_id": "123", "type": "USER", "user_id": "42", '
+        '"application": "\\ud800"}}',
+        '{"data": {"is_valid": true, "app_id": "123", "type": "USER", "user_id": "42", "x": NaN}}',
+        '{"data": {"is_valid": false, "is_valid": true, "app_id": "123", "user_id": "42"}}',
+    ],
+    ids=["lone_surrogate", "nan", "duplicate_member"],
+)
+async def test_facebook_batch_body_is_parsed_strictly(inner: str) -> None:
+    # The debug_token answer is JSON inside a JSON string: its escapes only appear
+    # when that inner string is parsed, which must be as strict as any answer.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[{"code": 200, "body": inner}])
+
+    server = ResourceServer(
+        [FacebookProvider("123", "app-secret")], transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(ProviderUnavailable):
+        await server.verify("EAA" + "x" * 40)

@@ -10,11 +10,11 @@ treats the provider as unavailable. Never a crash (a 500).
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import _json
 from .._http import RawResponse
 from ..errors import InvalidToken, ProviderUnavailable
 from ..jose._jwt import numeric_date
@@ -189,7 +189,9 @@ def batch_body(result: Any) -> tuple[int, dict[str, Any]] | None:
     if isinstance(code, bool) or not isinstance(code, int) or not isinstance(text, str):
         return None
     try:
-        body = json.loads(text)
+        # The inner body is JSON inside a JSON string: parsed as strictly as any
+        # provider answer (its escapes, e.g. a lone surrogate, only appear now).
+        body = _json.loads(text)
     except (ValueError, RecursionError):
         return None
     return (code, body) if isinstance(body, dict) else None
