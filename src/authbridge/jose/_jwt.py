@@ -254,9 +254,7 @@ def _check_audience(claims: Mapping[str, Any], policy: JWTPolicy) -> None:
             if not all(isinstance(a, str) for a in audiences):
                 raise InvalidToken("invalid_claim_type", claim="aud")
         elif "aud" not in claims:
-            raise InvalidToken(
-                "missing_claim", claim="aud", detail={"expected": policy.audiences}
-            )
+            raise InvalidToken("missing_claim", claim="aud", detail={"expected": policy.audiences})
         else:
             raise InvalidToken("invalid_claim_type", claim="aud")
         if policy.audiences and policy.audiences.isdisjoint(audiences):

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from .._clock import Clock
-from .._http import DEFAULT_TIMEOUT, ClientSource, request
+from .._http import ClientSource, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose._jwt import TokenType
 from ..providers.discovery import MetadataCache, check_issuer_url
@@ -107,7 +107,7 @@ class GitHubProvider(_ApiProvider):
         client_id: str | None = None,
         client_secret: str | None = None,
         api_base: str = "https://api.github.com",
-        token_prefixes: Sequence[str] = GITHUB_TOKEN_PREFIXES,
+        token_prefixes: Sequence[str] = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
         max_concurrent_checks: int = 16,
@@ -245,8 +245,8 @@ class GoogleProvider(OIDCProvider):
         *,
         name: str = "google",
         hosted_domain: str | None = None,
-        tokeninfo_url: str = GOOGLE_TOKENINFO,
-        jwks_uri: str = GOOGLE_JWKS_URI,
+        tokeninfo_url: str = "https://oauth2.googleapis.com/tokeninfo",
+        jwks_uri: str = "https://www.googleapis.com/oauth2/v3/certs",
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
         leeway: float = 30.0,
@@ -283,9 +283,7 @@ class GoogleProvider(OIDCProvider):
     def __repr__(self) -> str:
         return f"GoogleProvider(name={self.name!r})"
 
-    def bind(
-        self, client: ClientSource, clock: Clock, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> _GoogleSource:
+    def bind(self, client: ClientSource, clock: Clock, *, timeout: float = 5.0) -> _GoogleSource:
         """Create the runtime for one app."""
         return _GoogleSource(self, client, clock, timeout=timeout)
 

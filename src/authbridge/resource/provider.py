@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._clock import Clock
-from .._http import DEFAULT_TIMEOUT, ClientSource, RawResponse, request
+from .._http import ClientSource, RawResponse, request
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import (
     JWTPolicy,
@@ -252,9 +252,7 @@ class OIDCProvider:
                 return value
         return None
 
-    def bind(
-        self, client: ClientSource, clock: Clock, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> BoundProvider:
+    def bind(self, client: ClientSource, clock: Clock, *, timeout: float = 5.0) -> BoundProvider:
         """Create this provider's runtime for one app (keys cache, metadata)."""
         return BoundProvider(self, client, clock, timeout=timeout)
 

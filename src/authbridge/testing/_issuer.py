@@ -1,4 +1,4 @@
-"""The fake issuer behind :mod:`authbridge.testing`."""
+"""The fake issuer behind [`authbridge.testing`][authbridge.testing]."""
 
 from __future__ import annotations
 
@@ -74,17 +74,17 @@ class FakeIssuer:
 
     Args:
         issuer: The issuer URL it claims (any URL; nothing listens there unless
-            you use :meth:`serve`).
+            you use `serve()`).
         audience: Default ``aud`` of minted tokens.
         key: An RSA private key to sign with (a 2048-bit key is generated if
             omitted; pass one to share it between tests and save time).
         kid: The key id.
 
     Attributes:
-        transport: An :class:`httpx.MockTransport` answering discovery and JWKS
+        transport: An `httpx.MockTransport` answering discovery and JWKS
             requests for this issuer; pass it as ``AuthBridge(transport=...)``.
         requests: Paths requested through ``transport`` or the served port.
-        bad: Factory of deliberately invalid tokens (:class:`BadTokens`).
+        bad: Factory of deliberately invalid tokens ([`BadTokens`][authbridge.testing.BadTokens]).
     """
 
     def __init__(
@@ -189,7 +189,7 @@ class FakeIssuer:
         client_id: str = "test-client",
         **extra: Any,
     ) -> dict[str, Any]:
-        """The claims :meth:`token` would sign (``extra`` overrides; ``None`` removes)."""
+        """The claims `token()` would sign (``extra`` overrides; ``None`` removes)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -280,7 +280,10 @@ class FakeIssuer:
 
 
 class ServedFakeIssuer(FakeIssuer):
-    """A :class:`FakeIssuer` also reachable over HTTP (see :meth:`FakeIssuer.serve`)."""
+    """A [`FakeIssuer`][authbridge.testing.FakeIssuer] also reachable over HTTP.
+
+    See [`FakeIssuer.serve()`][authbridge.testing.FakeIssuer.serve].
+    """
 
 
 class BadTokens:

@@ -1,7 +1,7 @@
 """pytest plugin of the test kit (registered through the ``pytest11`` entry point).
 
 Fixtures:
-    fake_issuer: a fresh :class:`~authbridge.testing.FakeIssuer` per test, sharing
+    fake_issuer: a fresh [`FakeIssuer`][authbridge.testing.FakeIssuer] per test, sharing
         one RSA key per session (generating keys is the slow part).
 """
 
@@ -21,5 +21,5 @@ def authbridge_signing_key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture
 def fake_issuer(authbridge_signing_key: rsa.RSAPrivateKey) -> FakeIssuer:
-    """A :class:`FakeIssuer` (in-process; use ``fake_issuer.transport``)."""
+    """A [`FakeIssuer`][authbridge.testing.FakeIssuer], in-process (use its ``transport``)."""
     return FakeIssuer(key=authbridge_signing_key)
