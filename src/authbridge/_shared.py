@@ -44,13 +44,27 @@ class SharedTasks(Generic[T]):
             task.exception()
 
 
+def within(now: float, since: float, period: float) -> bool:
+    """Whether ``now`` is in the ``period`` seconds that began at ``since``.
+
+    The clock is the wall clock (injectable, POSIX seconds), which can step backwards
+    (NTP, a resumed VM, an operator). Back before ``since``, the period counts as over:
+    waiting for the clock to catch up would stretch it by the size of the step (a key
+    rotation refused for an hour after a one-hour step). Every wait is then at most
+    ``period``, whichever way the clock moves.
+    """
+    return since <= now < since + period
+
+
 class FailureClock:
     """When the last attempt at something failed, and when the next one may be made.
 
     After a failure, callers within ``cooldown`` seconds are refused at once
     instead of asking again, so a provider that is down is not hammered (nor
     used to amplify traffic). The refusal says exactly when the next attempt
-    is allowed (its ``retry_after``, at least 1 s). A success clears it.
+    is allowed (its ``retry_after``, at least 1 s and at most the cooldown). A
+    success clears it. A clock that went back before the failure ends the
+    cooldown (see `within`).
     """
 
     __slots__ = ("_clock", "_failed_at", "_last_detail", "cooldown")
@@ -67,10 +81,14 @@ class FailureClock:
         return self._failed_at is not None
 
     def wait(self, now: float) -> float:
-        """Seconds from ``now`` until the next attempt is allowed (0 when it is)."""
-        if self._failed_at is None:
+        """Seconds from ``now`` until the next attempt is allowed (0 when it is).
+
+        Never more than the cooldown; 0 when the clock went back before the failure.
+        """
+        failed_at = self._failed_at
+        if failed_at is None or not within(now, failed_at, self.cooldown):
             return 0.0
-        return max(0.0, self._failed_at + self.cooldown - now)
+        return min(self.cooldown, failed_at + self.cooldown - now)
 
     def failed(self, error: ProviderUnavailable) -> float:
         """Record a failed attempt now (and why); return its ``retry_after``."""
@@ -85,8 +103,10 @@ class FailureClock:
     def refusal(self, reason: str, *, provider: str, wait: float) -> ProviderUnavailable:
         """The error for a caller refused within the cooldown, ``wait`` seconds before its end.
 
-        Its ``detail`` is the last failure's, plus that failure's reason as ``last_failure``.
+        Its ``detail`` is the last failure's, plus that failure's reason as ``last_failure``;
+        its ``retry_after`` is ``wait``, within [1, cooldown].
         """
+        retry_after = max(1.0, min(wait, self.cooldown))
         return ProviderUnavailable(
-            reason, provider=provider, detail=self._last_detail, retry_after=max(1.0, wait)
+            reason, provider=provider, detail=self._last_detail, retry_after=retry_after
         )

@@ -23,6 +23,13 @@
   are failures of that attempt and obey this cooldown: given one that ignores
   the discovery cooldown (as `OIDCProvider` does), one outage costs at most
   one cooldown, not a discovery cooldown and a JWKS cooldown stacked.
+- The clock is the wall clock, which can step backwards. Keys are fresh only
+  between their fetch and their expiry, so never longer than ``max_age`` ahead
+  whichever way the clock moved: back before the last fetch, their age is
+  unknown and they are fetched again (kept as last known good, for at most
+  ``max_stale`` more, while that fails). Every cooldown ends when the clock goes
+  back before the moment it started from: a backward step never refuses a
+  genuine new key, nor says to retry later than one cooldown.
 - Fetches are bounded in time and size and never follow redirects
   (see `authbridge._http`).
 """
@@ -34,7 +41,7 @@ from collections.abc import Awaitable, Callable
 
 from .._clock import Clock, system_clock
 from .._http import ClientSource, fetch_json, max_age_from_cache_control
-from .._shared import FailureClock, SharedTasks
+from .._shared import FailureClock, SharedTasks, within
 from ..errors import ProviderUnavailable
 from .keys import KeySet, VerificationKey, import_jwks
 
@@ -113,7 +120,7 @@ class RemoteJWKS:
         Lets the common case skip a coroutine round trip.
         """
         keys = self._keys
-        if keys is None or self._clock() >= self._expires_at:
+        if keys is None or not self._fetched_at <= self._clock() < self._expires_at:
             return None
         found = keys.candidates(kid, alg)
         return (keys, found) if found else None
@@ -130,7 +137,7 @@ class RemoteJWKS:
                 ``kid`` is unknown while the endpoint is failing.
         """
         keys = self._keys
-        if keys is None or self._clock() >= self._expires_at:
+        if keys is None or not self._fetched_at <= self._clock() < self._expires_at:
             keys = await self._usable_keys()
         found = keys.candidates(kid, alg)
         if found or kid is None or keys.has_kid(kid):
@@ -149,7 +156,7 @@ class RemoteJWKS:
                     raise self._failures.refusal(
                         "jwks_recently_failed", provider=self._label, wait=wait
                     )
-            elif now - self._fetched_at < self._cooldown:
+            elif within(now, self._fetched_at, self._cooldown):
                 return keys, ()
         # Join the fetch in flight, or start one. If it fails, the error (503)
         # reaches the caller: refusing a possibly genuine token signed with a
@@ -159,6 +166,10 @@ class RemoteJWKS:
 
     async def _usable_keys(self) -> KeySet:
         now = self._clock()
+        if now < self._fetched_at:
+            # The clock went back before the fetch: the keys' age is unknown. They count
+            # as fetched, and expired, now: fetched again, and kept at most max_stale.
+            self._fetched_at = self._expires_at = now
         keys = self._keys
         stale_ok = keys is not None and now < self._expires_at + self._max_stale
         if not self._fetches.running():

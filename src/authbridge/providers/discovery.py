@@ -243,6 +243,9 @@ class MetadataCache:
     A member missing from the OpenID configuration is looked up in the RFC 8414
     document by `endpoint` (same discipline: fetched only when needed, once in
     flight, kept after success, one attempt per ``cooldown`` otherwise).
+
+    The clock is the wall clock: a cooldown ends when it goes back before the
+    failure, and never asks to wait longer than ``cooldown``.
     """
 
     def __init__(
