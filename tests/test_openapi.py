@@ -108,7 +108,7 @@ def build_login_app() -> tuple[FastAPI, AuthBridge]:
         ),
         resource="https://api.example.org",
     )
-    app = FastAPI(title="login", version="1", docs_url=None, lifespan=auth.lifespan)
+    app = FastAPI(title="login", version="1", docs_url=None, redoc_url=None, lifespan=auth.lifespan)
 
     @app.get("/items")
     async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
@@ -190,7 +190,7 @@ def test_several_sources_are_listed_as_alternatives() -> None:
             token_url="https://auth.example.org/oauth2/token",
         ),
     )
-    app = FastAPI(docs_url=None, lifespan=auth.lifespan)
+    app = FastAPI(docs_url=None, redoc_url=None, lifespan=auth.lifespan)
 
     @app.get("/items")
     async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
@@ -240,7 +240,7 @@ def installed(build_routes) -> FastAPI:
             )
         ]
     )
-    app = FastAPI(docs_url=None, lifespan=auth.lifespan)
+    app = FastAPI(docs_url=None, redoc_url=None, lifespan=auth.lifespan)
     build_routes(app, auth)
     auth.install(app)
     return app

@@ -406,7 +406,7 @@ def auth(fake_issuer: FakeIssuer) -> AuthBridge:
 
 
 def test_install_refuses_a_scope_string(auth: AuthBridge) -> None:
-    app = FastAPI(docs_url=None)
+    app = FastAPI(docs_url=None, redoc_url=None)
 
     @app.get("/items")
     async def items(user: Principal = Security(auth.principal, scopes="items:read")) -> dict:
@@ -422,7 +422,7 @@ def test_install_refuses_a_scope_string(auth: AuthBridge) -> None:
 
 
 def test_the_lifespan_refuses_a_scope_string_declared_after_install(auth: AuthBridge) -> None:
-    app = FastAPI(docs_url=None, lifespan=auth.lifespan)
+    app = FastAPI(docs_url=None, redoc_url=None, lifespan=auth.lifespan)
     auth.install(app)
     router = APIRouter(dependencies=[Security(auth.principal, scopes="admin")])
 
@@ -476,7 +476,7 @@ def test_the_first_refused_request_names_the_mistake(
 
 
 def test_lists_tuples_and_empty_scopes_are_fine(auth: AuthBridge, fake_issuer: FakeIssuer) -> None:
-    app = FastAPI(docs_url=None, lifespan=auth.lifespan)
+    app = FastAPI(docs_url=None, redoc_url=None, lifespan=auth.lifespan)
 
     @app.get("/a")
     async def a(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:

@@ -20,7 +20,7 @@ from authbridge.testing import FakeIssuer
 
 def build(fake: FakeIssuer, **kwargs: object) -> tuple[FastAPI, AuthBridge]:
     auth = AuthBridge(providers=[fake.provider("hydra")], transport=fake.transport, **kwargs)  # type: ignore[arg-type]
-    app = FastAPI(title="Items", docs_url=None, lifespan=auth.lifespan)
+    app = FastAPI(title="Items", docs_url=None, redoc_url=None, lifespan=auth.lifespan)
 
     @app.get("/items")
     async def items(user: Principal = Security(auth.principal, scopes=["items:read"])) -> dict:
@@ -85,7 +85,9 @@ def test_docs_page_honours_root_path(fake_issuer: FakeIssuer) -> None:
 
 def test_swagger_ui_parameters_override_the_defaults(fake_issuer: FakeIssuer) -> None:
     auth = AuthBridge(providers=[fake_issuer.provider()], transport=fake_issuer.transport)
-    app = FastAPI(docs_url=None, swagger_ui_parameters={"persistAuthorization": False})
+    app = FastAPI(
+        docs_url=None, redoc_url=None, swagger_ui_parameters={"persistAuthorization": False}
+    )
     auth.install(app)
     options = parse_page(TestClient(app).get("/docs").text).config["options"]
     assert options["persistAuthorization"] is False
@@ -319,7 +321,11 @@ def test_the_docs_page_may_call_the_token_endpoint_only(fake_issuer: FakeIssuer)
 
 def test_the_openapi_servers_are_reachable_from_the_page(fake_issuer: FakeIssuer) -> None:
     auth = AuthBridge(providers=[fake_issuer.provider()], transport=fake_issuer.transport)
-    app = FastAPI(docs_url=None, servers=[{"url": "https://api.example.test/v1"}, {"url": "/v2"}])
+    app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
+        servers=[{"url": "https://api.example.test/v1"}, {"url": "/v2"}],
+    )
     auth.install(app)
     policy = directives(TestClient(app).get("/docs").headers["content-security-policy"])
     assert policy["connect-src"] == ["'self'", "https://api.example.test"]
@@ -349,11 +355,56 @@ def test_csp_origins_are_plain_origins(url: str, origin: str | None) -> None:
         assert docs_csp([url]) == docs_csp([])
 
 
-def test_install_refuses_a_cdn_docs_page_on_the_same_path(fake_issuer: FakeIssuer) -> None:
+FASTAPI_PAGES = [None, "/docs", "/redoc", "/swagger", "/api-docs"]
+
+
+@pytest.mark.parametrize("app_docs_url", FASTAPI_PAGES)
+@pytest.mark.parametrize("app_redoc_url", FASTAPI_PAGES)
+@pytest.mark.parametrize("docs_url", ["/docs", "/swagger", None])
+def test_install_refuses_fastapis_own_pages_next_to_swagger_ui(
+    fake_issuer: FakeIssuer,
+    app_docs_url: str | None,
+    app_redoc_url: str | None,
+    docs_url: str | None,
+) -> None:
+    """FastAPI's docs or ReDoc page on any path, next to authbridge's Swagger UI: refused."""
     auth = AuthBridge(providers=[fake_issuer.provider()], transport=fake_issuer.transport)
-    with pytest.raises(ConfigurationError):
-        auth.install(FastAPI())  # FastAPI's default docs_url is /docs
-    auth.install(FastAPI(), docs_url="/swagger")  # another path is fine
+    app = FastAPI(docs_url=app_docs_url, redoc_url=app_redoc_url)
+    routes, openapi = list(app.routes), app.openapi
+    if docs_url is None or (app_docs_url is None and app_redoc_url is None):
+        auth.install(app, docs_url=docs_url)  # no Swagger UI of authbridge, or nothing else
+        return
+    with pytest.raises(ConfigurationError) as caught:
+        auth.install(app, docs_url=docs_url)
+    error = caught.value
+    assert error.reason == "create_the_app_with_docs_url_none"
+    assert "FastAPI(docs_url=None, redoc_url=None)" in error.message  # the fix
+    assert "docs_url=None to install()" in error.message  # the other way out
+    for name, url in (("docs page", app_docs_url), ("ReDoc page", app_redoc_url)):
+        assert (f"{name} at {url}" in error.message) is (url is not None)
+    assert (app.routes, app.openapi) == (routes, openapi)  # the app is left as it was
+
+
+def test_the_documented_app_serves_no_page_of_fastapis_own(fake_issuer: FakeIssuer) -> None:
+    """Under a templated mount with a hostile root_path, every HTML page of the app is
+    authbridge's: none reflects the path, each sends the strict CSP (FastAPI's ReDoc page
+    pasted root_path unescaped, on the origin where Swagger UI keeps the token)."""
+    api, _ = build(fake_issuer)
+    outer = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    outer.mount("/{tenant}", api)
+    tenant = '"><img src=x onerror=alert(1)>'
+    client = TestClient(outer)
+    # FastAPI's pages and authbridge's, wherever either puts them by default.
+    paths = ["/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/items"]
+    pages = []
+    for path in paths:
+        response = client.get(f"/{tenant}{path}")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            pages.append(path)
+            assert tenant not in response.text, path
+            assert "default-src 'none'" in response.headers["content-security-policy"], path
+    assert pages == ["/docs", "/docs/oauth2-redirect"]  # authbridge's, nothing of FastAPI's
+    assert client.get(f"/{tenant}/redoc").status_code == 404
 
 
 def test_protected_resource_metadata(fake_issuer: FakeIssuer) -> None:

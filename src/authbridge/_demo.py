@@ -32,6 +32,7 @@ def create_demo_app(
     auth = AuthBridge(providers=[provider], resource=resource)
     app = FastAPI(
         docs_url=None,
+        redoc_url=None,
         title="authbridge demo",
         description=(
             "Routes protected by authbridge. Click **Authorize**, paste one of the tokens "

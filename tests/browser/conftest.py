@@ -120,7 +120,7 @@ def build_api(op: OidcProvider, resource: str) -> FastAPI:
         ),
         resource=resource,
     )
-    app = FastAPI(title="Items", docs_url=None, lifespan=auth.lifespan)
+    app = FastAPI(title="Items", docs_url=None, redoc_url=None, lifespan=auth.lifespan)
 
     @app.get("/items")
     async def items(

@@ -179,8 +179,9 @@ def swagger_ui_router(
 ) -> APIRouter:
     """Routes serving Swagger UI at ``docs_url`` with its assets and OAuth2 redirect page.
 
-    Create the app with ``FastAPI(docs_url=None)`` and include this router (or
-    call ``auth.install(app)``, which does it for you).
+    Create the app with ``FastAPI(docs_url=None, redoc_url=None)`` (FastAPI's own
+    pages would share the origin where this one keeps the token) and include this
+    router, or call ``auth.install(app)``, which does it for you.
 
     Every response carries ``Content-Security-Policy`` (scripts only from these
     routes, no inline script, no plug-ins, no framing, no ``<base>``),
