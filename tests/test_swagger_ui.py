@@ -374,6 +374,8 @@ def test_install_refuses_fastapis_own_pages_next_to_swagger_ui(
     if docs_url is None or (app_docs_url is None and app_redoc_url is None):
         auth.install(app, docs_url=docs_url)  # no Swagger UI of authbridge, or nothing else
         return
+    # Without an OpenAPI document FastAPI registers neither page: nothing to refuse.
+    auth.install(FastAPI(docs_url=app_docs_url, redoc_url=app_redoc_url, openapi_url=None))
     with pytest.raises(ConfigurationError) as caught:
         auth.install(app, docs_url=docs_url)
     error = caught.value
