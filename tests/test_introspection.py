@@ -260,8 +260,6 @@ ACTIVE_BUT_REFUSED: list[tuple[str, Callable[[int], dict[str, Any]], str]] = [
     ("expired-beyond-leeway", lambda now: {"exp": now - 31}, "expired"),
     ("exp-wrong-type", lambda now: {"exp": str(now + 600)}, "invalid_claim_type"),
     ("exp-boolean", lambda now: {"exp": True}, "invalid_claim_type"),
-    ("exp-infinite", lambda now: {"exp": float("inf")}, "invalid_claim_type"),
-    ("exp-nan", lambda now: {"exp": float("nan")}, "invalid_claim_type"),
     ("not-yet-valid", lambda now: {"nbf": now + 120}, "not_yet_valid"),
     ("wrong-aud", lambda now: {"aud": "https://other.example.test"}, "audience_mismatch"),
     ("wrong-aud-list", lambda now: {"aud": ["https://other.example.test"]}, "audience_mismatch"),

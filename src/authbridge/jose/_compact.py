@@ -3,7 +3,7 @@
 Everything here is cheap and bounded: the size cap is checked before any
 decoding, then the alphabet and the segment count; base64url must be canonical
 and unpadded, JSON must be UTF-8 objects without duplicate member names,
-non-finite numbers or lone surrogates.
+non-finite numbers or lone surrogates, nested at most 128 levels deep.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from .._json import has_lone_surrogate
+from .._json import has_lone_surrogate, nested_deeper_than
 from ..errors import InvalidToken
 
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -98,7 +98,8 @@ def json_object(raw: bytes, what: str) -> dict[str, Any]:
     """Parse ``raw`` as a UTF-8 JSON object, strictly.
 
     Raises:
-        InvalidToken: ``malformed_<what>``, ``<what>_not_an_object``,
+        InvalidToken: ``malformed_<what>`` (also for nesting deeper than
+            128 levels), ``<what>_not_an_object``,
             ``duplicate_json_member``, ``non_finite_number``, or
             ``invalid_unicode`` when a string (a member name too) decodes to a
             lone surrogate.
@@ -122,6 +123,9 @@ def json_object(raw: bytes, what: str) -> dict[str, Any]:
         raise InvalidToken(f"malformed_{what}")
     if not isinstance(value, dict):
         raise InvalidToken(f"{what}_not_an_object")
+    # Within the decoder's reach but beyond what serialisers follow (a 500 later).
+    if nested_deeper_than(text, value):
+        raise InvalidToken(f"malformed_{what}")
     # surrogate_escaped() inlined: this runs twice per first-sight token.
     if "\\u" in text and has_lone_surrogate(value):
         raise InvalidToken("invalid_unicode")
