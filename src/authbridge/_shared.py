@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 
 class SharedTasks(Generic[T]):
-    """At most one task per key; callers of :meth:`run` with that key share it.
+    """At most one task per key; callers of `run()` with that key share it.
 
     The task is shielded: a caller being cancelled (a client hanging up) does
     not cancel the work the other callers wait for. Once done, the key is free

@@ -157,7 +157,8 @@ _CONFIG_MESSAGES: dict[str, str] = {
     "duplicate_provider_name": "provider names must be unique within one AuthBridge",
     "duplicate_issuer": "two providers have the same issuer (or alias); configure it once",
     "create_the_app_with_docs_url_none": (
-        "create the app with FastAPI(docs_url=None) so install() can serve Swagger UI at /docs"
+        "create the app with FastAPI(docs_url=None, redoc_url=None) so install() can serve "
+        "Swagger UI at /docs"
     ),
     "client_id_claims_required": "client_id_claims must name at least one claim",
     "cache_size_negative": "cache_size must be 0 (no cache) or more",

@@ -401,21 +401,23 @@ class AuthBridge:
           OAuth2 redirect page and `swagger_ui_init_oauth` applied,
           ``persistAuthorization`` on (``FastAPI(swagger_ui_parameters=...)``
           overrides it), a strict Content-Security-Policy. Create the app with
-          ``FastAPI(docs_url=None)`` so FastAPI's CDN page is not registered
-          too. ``docs_url=None`` skips this.
+          ``FastAPI(docs_url=None, redoc_url=None)``: FastAPI's own docs and
+          ReDoc pages would share the origin where Swagger UI keeps the token.
+          ``docs_url=None`` skips this.
         - RFC 9728 Protected Resource Metadata, when ``resource`` is configured.
 
         Raises:
-            ConfigurationError: FastAPI's own docs page is still on ``docs_url``,
-                or a route gives its scopes as a string (also checked when the
-                lifespan starts, once every route is declared).
+            ConfigurationError: FastAPI's own docs or ReDoc page is registered
+                on ``app`` while ``docs_url`` is set, or a route gives its scopes
+                as a string (also checked when the lifespan starts, once every
+                route is declared).
         """
+        if docs_url is not None:
+            _refuse_fastapi_docs_pages(app, docs_url)
         check_scope_declarations(app.routes)
         self._apps.append(app)
         self._extend_openapi(app)
         if docs_url is not None:
-            if app.docs_url == docs_url:
-                raise ConfigurationError("create_the_app_with_docs_url_none")
             app.include_router(
                 swagger_ui_router(
                     docs_url=docs_url,
@@ -469,6 +471,33 @@ class AuthBridge:
             "scopes_supported": list(scopes),
             "bearer_methods_supported": methods,
         }
+
+
+def _refuse_fastapi_docs_pages(app: FastAPI, docs_url: str) -> None:
+    """FastAPI's own pages next to authbridge's Swagger UI are a hole in it.
+
+    They load scripts from a CDN without a Content-Security-Policy, and FastAPI
+    pastes ``root_path`` into them unescaped (reflected script under a templated
+    mount), on the same origin where authbridge's Swagger UI keeps the bearer
+    token in ``localStorage`` (``persistAuthorization``).
+    """
+    # FastAPI registers them only with an OpenAPI document to show.
+    pages = [
+        f"{name} at {url}"
+        for name, url in (("docs page", app.docs_url), ("ReDoc page", app.redoc_url))
+        if url and app.openapi_url
+    ]
+    if pages:
+        raise ConfigurationError(
+            "create_the_app_with_docs_url_none",
+            message=(
+                f"FastAPI's own {' and '.join(pages)} would be served next to authbridge's "
+                f"Swagger UI at {docs_url}, on the origin where it keeps the bearer token "
+                "(CDN scripts, no Content-Security-Policy, root_path reflected unescaped): "
+                "create the app with FastAPI(docs_url=None, redoc_url=None), or pass "
+                "docs_url=None to install() to keep FastAPI's pages instead"
+            ),
+        )
 
 
 def _require_scope_list(scopes: object, where: str) -> None:
