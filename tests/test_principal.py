@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import pickle
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Security
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from authbridge import (
     AuthBridge,
@@ -24,9 +28,13 @@ from authbridge import (
     ResourceServer,
     roles,
 )
+from authbridge._json import MAX_DEPTH
+from authbridge.resource.principal import ReadOnlyClaims, ReadOnlyList
+from authbridge.testing import FakeIssuer
 
 NOW = int(time.time())
-BASE = {"iss": "https://issuer.example.test", "exp": NOW + 60, "aud": "api", "sub": "alice"}
+# A day ahead: the suite may run for minutes after this module is imported.
+BASE = {"iss": "https://issuer.example.test", "exp": NOW + 86_400, "aud": "api", "sub": "alice"}
 OMIT = object()
 
 
@@ -155,6 +163,12 @@ def mutations(claims: Any) -> list[Callable[[], object]]:
         augmented_list,
         lambda: deep.append("b"),
         lambda: claims["aud"].append("evil"),
+        # __init__ again would refill the shared object in place.
+        lambda: claims.__init__({"sub": "mallory"}),
+        lambda: claims.__init__(sub="mallory"),
+        lambda: nested.__init__({"roles": ["admin"]}),
+        lambda: roles.__init__(["admin"]),
+        deep.__init__,
     ]
 
 
@@ -289,6 +303,198 @@ def test_a_mutation_attempt_in_one_request_is_not_seen_by_the_next(fake_issuer: 
     assert me_response.json()["claims"]["realm_access"] == {"roles": ["user"]}
 
 
+def test_an_empty_claims_mapping_cannot_be_filled_either() -> None:
+    """A principal without claims shares its empty mapping too: `__init__` cannot fill it."""
+    principal = Principal(provider="p", issuer="i")  # the default claims
+    with pytest.raises(TypeError, match="read-only"):
+        principal.claims.__init__({"admin": True})  # type: ignore[misc]
+    with pytest.raises(TypeError, match="read-only"):
+        principal.claims["admin"] = True
+    empty = provider().principal_from({**BASE, "groups": []}).claims["groups"]
+    with pytest.raises(TypeError, match="read-only"):
+        empty.__init__(["admin"])
+    assert principal.claims == {}
+    assert empty == []
+
+
+@dataclass
+class _Holder:
+    claims: dict[str, Any]
+
+
+def test_rebuilt_through_their_type_they_stay_read_only() -> None:
+    """Copies, pickles and `type(x)(...)` (as `dataclasses.asdict` does it) stay read-only."""
+    claims = provider().principal_from(copy.deepcopy(NESTED)).claims
+    rebuilt = [
+        type(claims)(claims),
+        type(claims)(sub="alice"),
+        copy.copy(claims),
+        copy.deepcopy(claims),
+        pickle.loads(pickle.dumps(claims)),
+        asdict(_Holder(claims))["claims"],  # type: ignore[arg-type]
+    ]
+    for other in rebuilt:
+        assert type(other) is ReadOnlyClaims
+        with pytest.raises(TypeError, match="read-only"):
+            other["admin"] = True
+    roles_list = claims["realm_access"]["roles"]
+    for array in (
+        type(roles_list)(["x"]),
+        copy.copy(roles_list),
+        asdict(_Holder(claims))["claims"]["aud"],
+    ):
+        assert type(array) is ReadOnlyList
+        with pytest.raises(TypeError, match="read-only"):
+            array.append("admin")
+    assert rebuilt[0] == claims == NESTED
+    assert type(claims)(sub="alice") == {"sub": "alice"}
+
+
+def test_claims_copy_is_plain_at_every_depth() -> None:
+    principal = provider().principal_from(copy.deepcopy(NESTED))
+    plain = principal.claims_copy()
+    assert plain == NESTED
+    stack: list[Any] = [plain]
+    while stack:  # every container exactly a dict or a list: changeable
+        item = stack.pop()
+        assert type(item) in (dict, list)
+        stack.extend(
+            v
+            for v in (item.values() if isinstance(item, dict) else item)
+            if isinstance(v, dict | list)
+        )
+    plain["sub"] = "bob"
+    plain["realm_access"]["roles"].append("admin")
+    plain["groups"][0]["tags"].clear()
+    assert principal.claims == NESTED
+    assert principal.claims_copy() == NESTED  # a new copy each time
+
+
+def test_the_refusal_names_a_copy_that_works() -> None:
+    """What the TypeError recommends gives changeable claims; a deep copy of dict(...) does not."""
+    claims = provider().principal_from(copy.deepcopy(NESTED)).claims
+    with pytest.raises(TypeError) as caught:
+        claims["realm_access"]["roles"].append("admin")
+    assert "principal.claims_copy()" in str(caught.value)
+    shallow_plain = copy.deepcopy(dict(claims))
+    with pytest.raises(TypeError):  # what the message used to recommend: still read-only inside
+        shallow_plain["realm_access"]["roles"].append("admin")
+
+
+# -- any nesting, without recursion ------------------------------------------------------------
+
+DEPTH_PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def nest(depth: int, shape: str) -> Any:
+    """``"leaf"`` inside ``depth`` arrays, objects or tuples (or all in turn), built in a loop."""
+    value: Any = "leaf"
+    for level in range(depth):
+        kind = shape if shape != "mixed" else ("array", "object", "tuple")[level % 3]
+        value = {
+            "array": lambda v: [v, 1],
+            "object": lambda v: {"a": v},
+            "tuple": lambda v: (v,),
+        }[kind](value)
+    return value
+
+
+def bottom(value: Any) -> tuple[int, list[Any]]:
+    """How deep ``value`` nests, and every container on the way down."""
+    seen: list[Any] = []
+    while isinstance(value, dict | list | tuple):
+        seen.append(value)
+        value = value["a"] if isinstance(value, dict) else value[0]
+    return len(seen), seen
+
+
+@given(depth=st.integers(0, 3000), shape=st.sampled_from(["array", "object", "tuple", "mixed"]))
+@DEPTH_PROPERTY
+@example(depth=5000, shape="array")
+@example(depth=5000, shape="object")
+def test_any_nesting_is_frozen_and_copied_without_recursion(depth: int, shape: str) -> None:
+    source = {"x": nest(depth, shape), "sub": "alice"}
+    for principal in (
+        provider().principal_from(source),  # claims read lazily, as for verified tokens
+        Principal(provider="p", issuer="i", claims=source),  # validated: copied deeply at once
+    ):
+        found, path = bottom(principal.claims["x"])
+        assert found == depth
+        for container in path:
+            if isinstance(container, dict | list):
+                with pytest.raises(TypeError, match="read-only"):
+                    container.clear()
+        found, path = bottom(principal.claims_copy()["x"])
+        assert found == depth
+        assert all(type(c) in (dict, list, tuple) for c in path)
+        for container in path:
+            if isinstance(container, dict | list):
+                container.clear()  # the plain copy changes; the claims do not
+        assert bottom(principal.claims["x"])[0] == depth
+
+
+# -- deeply nested JWT claims, through the whole server ----------------------------------------
+
+
+def _deep_claims(depth: int) -> dict[str, Any]:
+    """Token claims whose deepest value is ``depth`` levels below the claims object (one level)."""
+    return {"deep": nest(depth - 1, "object")} if depth > 1 else {}
+
+
+@given(depth=st.integers(2, 900))
+@DEPTH_PROPERTY
+@example(depth=MAX_DEPTH)
+@example(depth=MAX_DEPTH + 1)
+def test_nested_token_claims_are_a_principal_or_malformed(fake_issuer: Any, depth: int) -> None:
+    token = fake_issuer.token(**_deep_claims(depth))
+
+    async def run() -> Principal | InvalidToken:
+        async with ResourceServer(
+            [fake_issuer.provider()], transport=fake_issuer.transport
+        ) as server:
+            try:
+                return await server.verify(token)
+            except InvalidToken as exc:
+                return exc
+
+    result = asyncio.run(run())
+    if depth <= MAX_DEPTH:
+        assert isinstance(result, Principal), result
+        assert bottom(result.claims["deep"])[0] == depth - 1
+        assert json.loads(result.model_dump_json())["claims"]["deep"] == _deep_claims(depth)["deep"]
+        assert bottom(result.claims_copy()["deep"])[0] == depth - 1
+    else:
+        assert isinstance(result, InvalidToken)
+        assert result.reason == "malformed_payload"
+
+
+def test_deeply_nested_token_claims_over_http_are_never_a_500() -> None:
+    fake = FakeIssuer()
+    auth = AuthBridge([fake.provider()], transport=fake.transport)
+    app = FastAPI(lifespan=auth.lifespan)
+
+    @app.get("/me", response_model=Principal)
+    async def me(user: Principal = Security(auth.principal)) -> Principal:
+        return user
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        statuses = {
+            depth: client.get(
+                "/me", headers={"Authorization": f"Bearer {fake.token(**_deep_claims(depth))}"}
+            )
+            for depth in (MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 300, 900)
+        }
+    assert {d: r.status_code for d, r in statuses.items()} == {
+        MAX_DEPTH - 1: 200, MAX_DEPTH: 200, MAX_DEPTH + 1: 401, 300: 401, 900: 401,
+    }  # fmt: skip
+    assert statuses[MAX_DEPTH].json()["claims"]["deep"] == _deep_claims(MAX_DEPTH)["deep"]
+
+
 # -- the subject claim --------------------------------------------------------------------------
 
 
@@ -358,7 +564,7 @@ INTROSPECTED = {
     "aud": "api",
     "token_type": "Bearer",
     "username": "jdoe",
-    "exp": NOW + 60,
+    "exp": NOW + 86_400,
 }
 
 

@@ -43,7 +43,7 @@ POLICIES: dict[str, dict[str, Any]] = {
     "both": {"audience": API, "client_ids": [CLIENT]},
 }
 
-COMMON = {"active": True, "iss": ISSUER, "sub": "alice", "exp": NOW + 600, "iat": NOW}
+COMMON = {"active": True, "iss": ISSUER, "sub": "alice", "exp": NOW + 86_400, "iat": NOW}
 COMMON_CLIENT = {**COMMON, "client_id": CLIENT, "scope": "items:read"}
 
 # name -> (answer, accepted under each policy)
