@@ -27,7 +27,7 @@ from authbridge import (
     ProviderUnavailable,
 )
 from authbridge._http import RawResponse
-from authbridge._json import has_lone_surrogate, loads, surrogate_escaped
+from authbridge._json import UnencodableText, has_lone_surrogate, loads, surrogate_escaped
 from authbridge.jose import parse_compact
 from authbridge.jose._compact import json_object
 
@@ -306,12 +306,47 @@ def test_provider_answers_must_be_utf8(body, reason) -> None:
 @given(value=json_values)
 @PROPERTY
 def test_provider_answer_property(value) -> None:
+    """Refused exactly as a token segment would be: a key spelled twice is garbage too."""
     body = escaped({"v": value})
-    if unencodable(json.loads(body)):
-        with pytest.raises(ProviderUnavailable, match="invalid_unicode"):
-            _raw(body).json_object()
-    else:
+    reason = expected_refusal(body)
+    if reason is None:
         assert _raw(body).json_object() == json.loads(body)
+    else:
+        expected = "invalid_json" if reason == "duplicate_json_member" else reason
+        with pytest.raises(ProviderUnavailable, match=expected):
+            _raw(body).json_object()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"\\ud83d\\ude00":1,"\U0001f600":2}',  # a pair of escapes and the character they spell
+        '{"a":{"\\u00e9":1,"\u00e9":2}}',  # an escape and the character, nested
+        '{"sub":"alice","\\u0073ub":"mallory"}',
+    ],
+)
+def test_provider_answer_with_one_name_spelled_twice_is_garbage(body: str) -> None:
+    with pytest.raises(ProviderUnavailable, match="invalid_json"):
+        _raw(body.encode()).json_object()
+    with pytest.raises(InvalidToken, match="duplicate_json_member"):
+        json_object(body.encode(), "payload")  # what a token segment gets for the same text
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ('{"sub":"\ud800"}', '{"sub":"\\ud800"}'),
+        ('{"\udfff":1}', '{"\\udfff":1}'),
+        ('["a\udbff"]', '["a\\udbff"]'),
+    ],
+)
+def test_text_with_a_lone_surrogate_is_refused_escaped_or_not(text: str, escaped: str) -> None:
+    """JSON that arrives as ``str`` (inside another document) can hold the surrogate itself."""
+    with pytest.raises(UnencodableText):
+        loads(text)
+    with pytest.raises(UnencodableText):
+        loads(escaped)
+    assert loads(escaped.replace("\\u", "\\\\u")) == json.loads(escaped.replace("\\u", "\\\\u"))
 
 
 def test_introspection_answer_with_lone_surrogate_fails_closed(fake_issuer, clock, caplog):

@@ -309,8 +309,9 @@ class Principal(BaseModel):
     roles: frozenset[str] = Field(default=frozenset(), description="Roles or groups.")
     expires_at: datetime | None = Field(default=None, description="When the token expires.")
     token_id: str | None = Field(default=None, description="The token's `jti`.")
+    # A default is not validated: the empty claims are made read-only from the start.
     claims: dict[str, Any] = Field(
-        default_factory=dict, description="All verified claims (read-only)."
+        default_factory=ReadOnlyClaims, description="All verified claims (read-only)."
     )
 
     @field_validator("claims", mode="after")
