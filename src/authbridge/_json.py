@@ -98,11 +98,13 @@ def surrogate_escaped(text: str, value: Any) -> bool:
 def nested_deeper_than(text: str, value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether ``value``, decoded from the JSON ``text``, nests more than ``limit`` levels.
 
-    Text with no more than ``limit`` opening brackets (inside strings or not)
-    cannot nest deeper, which settles the common case with two counts; other
-    values are walked one level at a time, without recursion.
+    Each level takes an opening and a closing bracket: text no longer than
+    twice ``limit``, or with no more than ``limit`` opening brackets (inside
+    strings or not), cannot nest deeper, which settles the common case without
+    looking at ``value``. Other values are walked one level at a time, without
+    recursion.
     """
-    if text.count("{") + text.count("[") <= limit:
+    if len(text) <= 2 * limit or text.count("{") + text.count("[") <= limit:
         return False
     level = [value] if type(value) in _CONTAINERS else []
     depth = 0
