@@ -123,7 +123,9 @@ def new_client(
     else:
         library = _httpx.NETWORK
         context = _tls_context(trusted or TrustedCAs())
-        driver = library.AsyncHTTPTransport(verify=context, trust_env=False)
+        driver = library.AsyncHTTPTransport(
+            verify=context, trust_env=False, limits=_httpx.pool_limits(library)
+        )
         if routes:
             driver = ProxyRouter.build(library, driver, routes, context)
     client: AsyncClient = library.AsyncClient(

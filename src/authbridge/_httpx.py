@@ -87,3 +87,19 @@ def headers_of(response: Any) -> httpx.Headers:
     if isinstance(headers, httpx.Headers):
         return headers
     return httpx.Headers(headers.multi_items())
+
+
+POOL_CONNECTIONS = 100
+"""Connections one outbound client opens at most (httpx's default)."""
+
+POOL_KEEPALIVE = 64
+"""Idle connections kept open: as many as provider checks may be in flight at once
+(the resource server's global bound), so a busy source does not reconnect, with a
+TLS handshake, for every call beyond httpx's default of 20."""
+
+
+def pool_limits(library: ModuleType) -> Any:
+    """The connection-pool limits of authbridge's outbound transports, for ``library``."""
+    return library.Limits(
+        max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_KEEPALIVE
+    )

@@ -31,6 +31,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._httpx import pool_limits
 from .errors import ConfigurationError
 
 __all__ = [
@@ -363,6 +364,7 @@ class ProxyRouter:
                     verify=context,
                     trust_env=False,
                     proxy=library.Proxy(proxy.url, ssl_context=tls),
+                    limits=pool_limits(library),
                 )
             proxied[scheme] = by_url[proxy.url]
         return cls(direct, proxied, routes)
