@@ -51,7 +51,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -426,7 +425,12 @@ async def _round(
 
 @contextlib.contextmanager
 def _uvicorn(described: dict[str, Any]) -> Iterator[tuple[int, int]]:
-    from bench.httpbench import _stop, free_port, server_flavour  # noqa: PLC0415
+    from bench.httpbench import (  # noqa: PLC0415
+        _stop,
+        _wait_ready,
+        free_port,
+        server_flavour,
+    )
 
     port = free_port()
     flavour = server_flavour()
@@ -450,25 +454,11 @@ def _uvicorn(described: dict[str, Any]) -> Iterator[tuple[int, int]]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_answering(proc, f"http://127.0.0.1:{port}/protected", log_path)
+        # The route answers at all: 401 without a token.
+        _wait_ready(proc, f"http://127.0.0.1:{port}/protected", log_path, status=401)
         yield port, proc.pid
     finally:
         _stop(proc)
-
-
-def _wait_answering(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    """Wait until the route answers at all (401 without a token)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            msg = f"uvicorn exited with {proc.returncode}; see {log_path}"
-            raise RuntimeError(msg)
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 401:
-                return
-        time.sleep(0.1)
-    msg = f"uvicorn did not become ready within 60 s; see {log_path}"
-    raise RuntimeError(msg)
 
 
 def _warm(port: int, genuine: dict[str, str]) -> None:

@@ -84,14 +84,17 @@ def uvicorn_server(issuer: str, jwks_uri: str, log_path: Path) -> Iterator[dict[
         _stop(proc)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+def _wait_ready(
+    proc: subprocess.Popen[bytes], url: str, log_path: Path, *, status: int = 200
+) -> None:
+    """Wait until ``url`` answers with ``status`` (the server is up and configured)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             msg = f"uvicorn exited with {proc.returncode}; see {log_path}:\n{log_path.read_text()}"
             raise RuntimeError(msg)
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == status:
                 return
         time.sleep(0.1)
     msg = f"uvicorn did not become ready within 60 s; see {log_path}"
