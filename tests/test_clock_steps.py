@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import FakeClock
+from tests.key_model_support import KeyServer, make_signers
 
 from authbridge import (
     AuthBridgeError,
@@ -349,31 +349,7 @@ async def test_an_opaque_token_after_a_backward_step_in_a_discovery_outage(
 @pytest.fixture(scope="module")
 def signers() -> list[FakeIssuer]:
     """Three keys of one issuer (kids k0, k1, k2); k0 is published from the start."""
-    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
-    return [FakeIssuer(key=key, kid=f"k{i}") for i, key in enumerate(keys)]
-
-
-class KeyServer:
-    """Discovery, and a JWKS publishing some of the signers' keys, maybe failing."""
-
-    def __init__(self, signers: list[FakeIssuer], clock: FakeClock) -> None:
-        self.signers = signers
-        self.clock = clock
-        self.published = {0}
-        self.up = True
-        # Every JWKS request: (fake time, usable, the kids it published).
-        self.attempts: list[tuple[float, bool, frozenset[int]]] = []
-        self.transport = httpx.MockTransport(self._handle)
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == DISCOVERY:
-            return httpx.Response(200, json=self.signers[0].discovery_document())
-        usable = self.up and bool(self.published)
-        self.attempts.append((self.clock(), usable, frozenset(self.published)))
-        if not self.up:
-            raise httpx.ConnectError("refused")
-        keys = [self.signers[i].jwks()["keys"][0] for i in sorted(self.published)]
-        return httpx.Response(200, json={"keys": keys})
+    return make_signers()
 
 
 MOVES = st.sampled_from([0.5, 1, 10, 29.5, 30, 31, 120, 601, 3600])
@@ -417,7 +393,7 @@ def test_key_cache_under_arbitrary_clock_moves(signers: list[FakeIssuer], steps:
                 elif action == "back":
                     clock.advance(-arg)
                 elif action == "publish":
-                    server_side.published.add(arg)
+                    server_side.publish(arg)
                 elif action == "unpublish":
                     server_side.published.discard(arg)
                 elif action in ("down", "up"):

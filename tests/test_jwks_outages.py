@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import FakeClock
+from tests.key_model_support import KeyServer, make_signers
 
 from authbridge import (
     AuthBridgeError,
@@ -285,31 +285,7 @@ def test_retry_after_is_the_time_until_the_next_attempt(
 @pytest.fixture(scope="module")
 def signers() -> list[FakeIssuer]:
     """Three keys of one issuer (kids k0, k1, k2); k0 is published from the start."""
-    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
-    return [FakeIssuer(key=key, kid=f"k{i}") for i, key in enumerate(keys)]
-
-
-class KeyServer:
-    """Discovery, and a JWKS publishing some of the signers' keys, maybe failing."""
-
-    def __init__(self, signers: list[FakeIssuer], clock: FakeClock) -> None:
-        self.signers = signers
-        self.clock = clock
-        self.published = {0}
-        self.ever_published = {0}
-        self.up = True
-        self.attempts: list[tuple[float, bool]] = []  # every JWKS request: (time, usable)
-        self.transport = httpx.MockTransport(self._handle)
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == DISCOVERY:
-            return httpx.Response(200, json=self.signers[0].discovery_document())
-        # An empty key set is a failed attempt too (no usable key): 503, like an outage.
-        self.attempts.append((self.clock(), self.up and bool(self.published)))
-        if not self.up:
-            raise httpx.ConnectError("refused")
-        keys = [self.signers[i].jwks()["keys"][0] for i in sorted(self.published)]
-        return httpx.Response(200, json={"keys": keys})
+    return make_signers()
 
 
 Step = tuple[str, Any]
@@ -354,8 +330,7 @@ def test_key_cache_model(signers: list[FakeIssuer], steps: list[Step]) -> None:
                 if action == "advance":
                     clock.advance(arg)
                 elif action == "publish":
-                    server_side.published.add(arg)
-                    server_side.ever_published.add(arg)
+                    server_side.publish(arg)
                 elif action == "unpublish":
                     server_side.published.discard(arg)
                 elif action in ("down", "up"):
@@ -377,12 +352,12 @@ def test_key_cache_model(signers: list[FakeIssuer], steps: list[Step]) -> None:
                 assert attempts[-1][1], "unknown_key while the JWKS endpoint is failing"
                 continue
             assert isinstance(result, ProviderUnavailable)
-            last_failure = max(t for t, usable in attempts if not usable)
+            last_failure = max(t for t, usable, _ in attempts if not usable)
             assert not attempts[-1][1]
             assert result.retry_after == max(1.0, last_failure + COOLDOWN - now)
             if server_side.up and index in server_side.published:  # hence usable
                 assert not allowed, "a published key refused while an attempt was allowed"
-        times = [t for t, _ in attempts]
+        times = [t for t, _, _ in attempts]
         assert all(b - a >= COOLDOWN for a, b in itertools.pairwise(times))
 
     asyncio.run(scenario())
