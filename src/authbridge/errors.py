@@ -25,6 +25,7 @@ __all__ = [
     "InvalidToken",
     "MissingToken",
     "ProviderUnavailable",
+    "StoreUnavailable",
 ]
 
 _DETAIL_CHARS = 200
@@ -239,3 +240,15 @@ class ProviderUnavailable(AuthBridgeError):
     """
 
     code = "provider_unavailable"
+
+
+class StoreUnavailable(AuthBridgeError):
+    """The store (database) could not be reached or failed mid-operation.
+
+    Routes that need the store answer 503 (with ``Retry-After`` when
+    ``retry_after`` is known); validation of JWT access tokens whose keys are
+    loaded keeps working. The reason never contains a connection URL or
+    password.
+    """
+
+    code = "store_unavailable"

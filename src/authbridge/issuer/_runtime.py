@@ -1,0 +1,308 @@
+"""The app's authorization server at run time: store, keys, grants, endpoints.
+
+`IssuerRuntime` is free of HTTP frameworks: ``authbridge.fastapi`` parses the
+request (form body, ``Authorization`` header, client address) into a
+`TokenRequest` and turns the returned dictionaries, or the raised
+[OAuthError][authbridge.issuer.OAuthError], into responses.
+
+Who does what:
+
+- ``_client_auth.authenticate(runtime, request)``: the client of a request
+  (``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``,
+  or a public client by ``client_id``);
+- ``_password_grant.grant(runtime, client, request)``: ``password``;
+- ``_refresh.grant(runtime, client, request)``: ``refresh_token`` (and
+  ``_refresh.start_family`` for grants that hand out a refresh token);
+- ``_client_grant.grant(runtime, client, request)``: ``client_credentials``;
+- ``_revocation.revoke`` and ``_introspection.introspect``: RFC 7009 and RFC 7662;
+- `KeyManager` (``_keys``): signing keys, the JWKS; `OwnTokenSource`
+  (``_source``): the resource server's view of the app's own tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .._clock import Clock
+from ..errors import StoreUnavailable
+from ..store import ClientRecord, Store, UserDirectory, open_store
+from ._errors import OAuthError
+
+if TYPE_CHECKING:
+    from ._config import AppIssuer
+
+logger = logging.getLogger("authbridge.issuer")
+
+
+class TokenRequest(NamedTuple):
+    """One request to the token, revocation or introspection endpoint.
+
+    Attributes:
+        form: The form parameters, each present once (the HTTP layer refuses
+            repeated parameters with ``invalid_request``, RFC 6749 §3.2).
+        authorization: The ``Authorization`` header, if any.
+        client_address: The client's IP address (for rate limits), if known.
+    """
+
+    form: Mapping[str, str]
+    authorization: str | None = None
+    client_address: str | None = None
+
+
+Grant = Callable[["IssuerRuntime", ClientRecord, TokenRequest], Awaitable[dict[str, Any]]]
+
+
+class IssuerRuntime:
+    """One app's authorization server (see [AppIssuer][authbridge.AppIssuer]).
+
+    Attributes:
+        config: The [AppIssuer][authbridge.AppIssuer] configuration.
+        clock: Time source, POSIX seconds.
+        store: The store (opened by `start`).
+        keys: The signing keys.
+        source: The app's own tokens as a resource-server source.
+        passwords: The password hasher (bounded, off the event loop).
+    """
+
+    def __init__(self, config: AppIssuer, clock: Clock) -> None:
+        from ._keys import KeyManager
+        from ._passwords import PasswordHasher
+        from ._source import OwnTokenSource
+
+        self.config = config
+        self.clock = clock
+        self.store: Store = open_store(config.store)
+        self.keys = KeyManager(self.store.keys, config=config, clock=clock)
+        self.passwords = PasswordHasher(
+            max_concurrent=config.max_concurrent_hashes, max_waiting=config.max_waiting_hashes
+        )
+        self.source = OwnTokenSource(self)
+        self._builtin_clients: dict[str, ClientRecord] = {}
+        self._started = False
+
+    @property
+    def users(self) -> UserDirectory:
+        """Where the password grant finds accounts: ``AppIssuer(users=...)`` or the store."""
+        return self.config.users or self.store.users
+
+    def add_builtin_client(self, client: ClientRecord) -> None:
+        """Register a client in memory (not in the store), e.g. Swagger UI's public client.
+
+        Built-in clients are looked up before the store's.
+        """
+        self._builtin_clients[client.client_id] = client
+
+    async def client(self, client_id: str) -> ClientRecord | None:
+        """The registered client with this id (built-in first), or ``None``."""
+        builtin = self._builtin_clients.get(client_id)
+        if builtin is not None:
+            return builtin
+        return await self.store.clients.get(client_id)
+
+    async def start(self) -> None:
+        """Open the store (migrating it when configured) and load the signing keys.
+
+        Raises:
+            ConfigurationError: no key-encryption key outside development mode,
+                or an outdated schema with ``migrate=False``.
+            StoreUnavailable: the store cannot be reached.
+        """
+        await self.keys.check_configuration()
+        await self.store.start()
+        await self.keys.start()
+        self._started = True
+
+    async def aclose(self) -> None:
+        """Close the store's connections."""
+        self._started = False
+        await self.store.aclose()
+
+    # --- token endpoint -------------------------------------------------------------------
+
+    async def token(self, request: TokenRequest) -> dict[str, Any]:
+        """Answer a token request (RFC 6749 §5.1 body).
+
+        Raises:
+            OAuthError: every refusal, with its RFC 6749 §5.2 code.
+            StoreUnavailable: the store failed (the HTTP layer answers 503).
+        """
+        from . import _client_auth, _client_grant, _password_grant, _refresh
+
+        grants: dict[str, Grant] = {
+            "password": _password_grant.grant,
+            "refresh_token": _refresh.grant,
+            "client_credentials": _client_grant.grant,
+        }
+        grant_type = request.form.get("grant_type")
+        if not grant_type:
+            raise OAuthError("invalid_request", "grant_type is required", reason="no_grant_type")
+        handler = grants.get(grant_type)
+        if handler is None or grant_type not in self.config.grant_types:
+            raise OAuthError(
+                "unsupported_grant_type",
+                "This grant type is not supported",
+                reason="unsupported_grant_type",
+            )
+        client = await _client_auth.authenticate(self, request)
+        if grant_type not in client.grant_types:
+            raise OAuthError(
+                "unauthorized_client",
+                "This client may not use this grant type",
+                reason="grant_not_allowed_for_client",
+            )
+        return await handler(self, client, request)
+
+    async def revoke(self, request: TokenRequest) -> None:
+        """RFC 7009 revocation; unknown tokens are not an error.
+
+        Raises:
+            OAuthError: the client did not authenticate, or the request is malformed.
+        """
+        from . import _client_auth, _revocation
+
+        client = await _client_auth.authenticate(self, request)
+        await _revocation.revoke(self, client, request)
+
+    async def introspect(self, request: TokenRequest) -> dict[str, Any]:
+        """RFC 7662 introspection for other services (confidential clients only).
+
+        Raises:
+            OAuthError: the client did not authenticate, or is public.
+        """
+        from . import _client_auth, _introspection
+
+        client = await _client_auth.authenticate(self, request)
+        return await _introspection.introspect(self, client, request)
+
+    # --- shared by the grants ---------------------------------------------------------------
+
+    def grant_scopes(self, requested: str | None, allowed: Iterable[str]) -> frozenset[str]:
+        """Scopes to issue: requested ∩ allowed (all allowed when none is requested).
+
+        Raises:
+            OAuthError: ``invalid_scope`` for a malformed or unknown scope, or
+                when nothing requested is allowed.
+        """
+        allowed_set = frozenset(allowed) & frozenset(self.config.scopes)
+        if requested is None:
+            return allowed_set
+        wanted = frozenset(name for name in requested.split(" ") if name)
+        if not wanted:
+            return allowed_set
+        if not wanted <= frozenset(self.config.scopes):
+            raise OAuthError("invalid_scope", "Unknown scope requested", reason="unknown_scope")
+        granted = wanted & allowed_set
+        if not granted:
+            raise OAuthError(
+                "invalid_scope", "None of the requested scopes is allowed", reason="scope_not_allowed"
+            )
+        return granted
+
+    def grant_audiences(self, resource: str | None) -> tuple[str, ...]:
+        """The ``aud`` for an RFC 8707 ``resource`` parameter (one value; the default without).
+
+        Raises:
+            OAuthError: ``invalid_target`` for a resource this issuer does not serve.
+        """
+        if resource is None or resource == "":
+            return (self.config.audience,)
+        if resource not in self.config.resources:
+            raise OAuthError("invalid_target", "Unknown resource", reason="unknown_resource")
+        return (resource,)
+
+    def mint_access_token(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scopes: Iterable[str],
+        audiences: tuple[str, ...],
+        auth_time: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[str, int]:
+        """Sign an RFC 9068 access token; return it and its lifetime in seconds.
+
+        Claims: ``iss``, ``sub``, ``aud`` (a string for one audience), ``exp``,
+        ``iat``, ``jti``, ``client_id``, ``scope`` (sorted, space-separated),
+        ``auth_time`` when known, then ``extra`` (never overriding those).
+        """
+        now = int(self.clock())
+        ttl = int(self.config.access_token_ttl)
+        claims: dict[str, Any] = dict(extra) if extra else {}
+        claims.update(
+            iss=self.config.issuer,
+            sub=subject,
+            aud=audiences[0] if len(audiences) == 1 else list(audiences),
+            exp=now + ttl,
+            iat=now,
+            jti=secrets.token_urlsafe(16),
+            client_id=client_id,
+            scope=" ".join(sorted(scopes)),
+        )
+        if auth_time is not None:
+            claims["auth_time"] = int(auth_time)
+        return self.keys.sign(claims, typ="at+jwt"), ttl
+
+    def token_response(
+        self, access_token: str, expires_in: int, scopes: Iterable[str], refresh_token: str | None
+    ) -> dict[str, Any]:
+        """The RFC 6749 §5.1 success body."""
+        body: dict[str, Any] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "scope": " ".join(sorted(scopes)),
+        }
+        if refresh_token is not None:
+            body["refresh_token"] = refresh_token
+        return body
+
+    # --- published metadata -----------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """The RFC 8414 authorization server metadata document."""
+        config = self.config
+        grants = sorted(config.grant_types)
+        return {
+            "issuer": config.issuer,
+            "token_endpoint": config.endpoint("token"),
+            "jwks_uri": config.endpoint("jwks"),
+            "revocation_endpoint": config.endpoint("revoke"),
+            "introspection_endpoint": config.endpoint("introspect"),
+            "scopes_supported": sorted(config.scopes),
+            "response_types_supported": [],
+            "grant_types_supported": grants,
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none",
+            ],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+            "revocation_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none",
+            ],
+            "introspection_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ],
+            "code_challenge_methods_supported": ["S256"],
+        }
+
+
+def store_unavailable(exc: StoreUnavailable) -> OAuthError:
+    """The OAuth answer while the store is down: 503 ``temporarily_unavailable``."""
+    return OAuthError(
+        "temporarily_unavailable",
+        "The authorization server is temporarily unavailable",
+        reason=f"store_unavailable:{exc.reason}",
+        status=503,
+        retry_after=exc.retry_after or 5.0,
+    )

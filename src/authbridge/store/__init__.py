@@ -1,0 +1,64 @@
+"""The store: users, identities, clients, refresh families, signing keys and
+short-lived shared state, behind typed async protocols.
+
+`open_store` turns a URL into a backend: ``sqlite+aiosqlite:///authbridge.db``
+(the embedded default: a file, no server) or
+``postgresql+asyncpg://user@host/db`` (production; ``pip install
+authbridge[postgres]``). The schema is created and upgraded by the migrations
+shipped in the package (``authbridge db upgrade``), recorded in their own
+version table, ``authbridge_alembic_version``, so they coexist with the app's
+own Alembic migrations.
+"""
+
+from __future__ import annotations
+
+from ..errors import StoreUnavailable
+from ._protocols import (
+    ClientStore,
+    IdentityStore,
+    OneTimeStore,
+    RateLimitStore,
+    RefreshStore,
+    ReplayStore,
+    SigningKeyStore,
+    Store,
+    UserDirectory,
+    UserStore,
+)
+from ._records import (
+    ClientAuthMethod,
+    ClientRecord,
+    Conflict,
+    IdentityRecord,
+    RefreshFamily,
+    RefreshTokenRecord,
+    SigningKeyRecord,
+    UserRecord,
+)
+from ._sql import DEFAULT_STORE_URL, SQLStore, open_store
+
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "ClientAuthMethod",
+    "ClientRecord",
+    "ClientStore",
+    "Conflict",
+    "IdentityRecord",
+    "IdentityStore",
+    "OneTimeStore",
+    "RateLimitStore",
+    "RefreshFamily",
+    "RefreshStore",
+    "RefreshTokenRecord",
+    "ReplayStore",
+    "SQLStore",
+    "SigningKeyRecord",
+    "SigningKeyStore",
+    "Store",
+    "StoreUnavailable",
+    "UserDirectory",
+    "UserRecord",
+    "UserStore",
+    "open_store",
+]
