@@ -1,4 +1,5 @@
-"""OpenAPI security schemes: the pasted bearer token's description, and the login scheme.
+"""OpenAPI security schemes: the pasted bearer token's description, the login scheme,
+and the password and client-credentials flows of the app's own issuer.
 
 ``AuthBridge.install`` adds the login scheme to the document as an *alternative*
 security requirement of every protected route (a separate requirement object:
@@ -15,7 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi.openapi.models import OAuth2 as OAuth2Model
-from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
+from fastapi.openapi.models import (
+    OAuthFlowAuthorizationCode,
+    OAuthFlowClientCredentials,
+    OAuthFlowPassword,
+    OAuthFlows,
+)
 
 from ..resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
 from ..resource.base import Provider
@@ -32,19 +38,52 @@ def authorization_code_model(
     return OAuth2Model(flows=OAuthFlows(authorizationCode=flow), description=description)
 
 
-def bearer_description(providers: Sequence[Provider]) -> str:
+PASSWORD_SCHEME = "AppPassword"
+"""The OpenAPI scheme of the app's own password grant."""
+
+CLIENT_CREDENTIALS_SCHEME = "AppClientCredentials"
+"""The OpenAPI scheme of the app's own client-credentials grant."""
+
+
+def password_model(*, token_url: str, scopes: dict[str, str], client_id: str | None) -> OAuth2Model:
+    """The app's password grant: a local user's name and password in Swagger UI's box.
+
+    ``refreshUrl`` is the token endpoint too (the refresh token grant).
+    """
+    flow = OAuthFlowPassword(tokenUrl=token_url, refreshUrl=token_url, scopes=scopes)
+    description = "Log in with a local user of this app (password grant)"
+    if client_id is not None:
+        description += f"; client_id: `{client_id}`, no secret"
+    return OAuth2Model(flows=OAuthFlows(password=flow), description=description)
+
+
+def client_credentials_model(*, token_url: str, scopes: dict[str, str]) -> OAuth2Model:
+    """The app's client-credentials grant: a registered machine client's id and secret."""
+    flow = OAuthFlowClientCredentials(tokenUrl=token_url, scopes=scopes)
+    return OAuth2Model(
+        flows=OAuthFlows(clientCredentials=flow),
+        description="A machine client registered with this app: its client_id and client_secret",
+    )
+
+
+def bearer_description(providers: Sequence[Provider], *, own: Provider | None = None) -> str:
     """The description of the one pasted-token scheme: every source, and its kind of token.
 
     One box in Swagger UI's "Authorize" dialog for all sources: authbridge
     routes a token by its own content, so which box it is pasted in would
     not matter, and several boxes that all send ``Authorization: Bearer``
-    only raise the question of which one to use.
+    only raise the question of which one to use. ``own`` is the app's own
+    issuer ([AppIssuer][authbridge.AppIssuer]), listed first.
     """
-    if len(providers) == 1:
-        provider = providers[0]
-        return f"Paste an access token from {provider.name}: " + _lowercase(describe(provider))
+    described = [(p.name, describe(p)) for p in providers]
+    if own is not None:
+        issuer = getattr(own, "issuer", "")
+        described.insert(0, (own.name, f"An access token issued by this app ({issuer})"))
+    if len(described) == 1:
+        name, text = described[0]
+        return f"Paste an access token from {name}: " + _lowercase(text)
     lines = ["Paste an access token from any of these sources:", ""]
-    lines.extend(f"- **{p.name}**: {describe(p)}" for p in providers)
+    lines.extend(f"- **{name}**: {text}" for name, text in described)
     return "\n".join(lines)
 
 
