@@ -37,7 +37,6 @@ from ._records import (
 )
 from ._sql import DEFAULT_STORE_URL, SQLStore, open_store
 
-
 __all__ = [
     "DEFAULT_STORE_URL",
     "ClientAuthMethod",

@@ -16,7 +16,7 @@ ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private
 """How a client authenticates at the token endpoint (RFC 7591 names); ``none``: a public client."""
 
 
-class Conflict(Exception):  # noqa: N818 - the store's one domain outcome, not a failure
+class Conflict(Exception):  # a domain outcome, not a failure: no "Error" suffix
     """A record with the same unique key exists (username, client id, kid, ...)."""
 
 

@@ -1,0 +1,254 @@
+"""Users, identities and clients in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from . import _models as m
+from ._records import ClientRecord, IdentityRecord, UserRecord
+from ._sql_codec import from_json, json_object, mapping_or_none, to_json, word_set, words
+from ._sql_db import Database
+
+
+def _user_row(user: UserRecord) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "password_hash": user.password_hash,
+        "scopes": words(user.scopes),
+        "disabled": user.disabled,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "created_at": user.created_at,
+    }
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(
+        id=row.id,
+        username=row.username,
+        password_hash=row.password_hash,
+        scopes=word_set(row.scopes),
+        disabled=bool(row.disabled),
+        email=row.email,
+        email_verified=bool(row.email_verified),
+        created_at=float(row.created_at),
+    )
+
+
+class SQLUsers:
+    """The built-in user table ([UserStore][authbridge.store.UserStore])."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def by_username(self, username: str) -> UserRecord | None:
+        """The account with this login name, or ``None``."""
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(select(m.users).where(m.users.c.username == username))
+            ).first()
+        return None if row is None else _user(row)
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        """The account with this id, or ``None``."""
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(m.users).where(m.users.c.id == user_id))).first()
+        return None if row is None else _user(row)
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace the stored hash (nothing happens for an unknown id)."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(m.users).where(m.users.c.id == user_id).values(password_hash=password_hash)
+            )
+
+    async def add(self, user: UserRecord) -> UserRecord:
+        """Create an account; `Conflict` if the id or username exists."""
+        row = _user_row(user)
+        async with self._db.write() as conn:
+            await conn.execute(m.users.insert().values(**row))
+        return user
+
+    async def update(self, user: UserRecord) -> UserRecord:
+        """Replace an account's fields; `KeyError` if absent, `Conflict` for a taken username."""
+        row = _user_row(user)
+        del row["id"]
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(m.users).where(m.users.c.id == user.id).values(**row)
+            )
+            if result.rowcount != 1:
+                raise KeyError(user.id)
+        return user
+
+    async def delete(self, user_id: str) -> bool:
+        """Delete an account and its identities; whether it existed."""
+        async with self._db.write() as conn:
+            await conn.execute(delete(m.identities).where(m.identities.c.user_id == user_id))
+            result = await conn.execute(delete(m.users).where(m.users.c.id == user_id))
+        return bool(result.rowcount)
+
+    async def list(self, *, limit: int = 100, after: str | None = None) -> Sequence[UserRecord]:
+        """Accounts ordered by username, at most ``limit``, after username ``after``."""
+        query = select(m.users).order_by(m.users.c.username).limit(max(limit, 0))
+        if after is not None:
+            query = query.where(m.users.c.username > after)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_user(row) for row in rows]
+
+
+def _identity(row: Any) -> IdentityRecord:
+    return IdentityRecord(
+        issuer=row.issuer,
+        subject=row.subject,
+        user_id=row.user_id,
+        email=row.email,
+        email_verified=bool(row.email_verified),
+        created_at=float(row.created_at),
+    )
+
+
+class SQLIdentities:
+    """External identities linked to accounts ([IdentityStore][authbridge.store.IdentityStore])."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def find(self, issuer: str, subject: str) -> IdentityRecord | None:
+        """The identity, or ``None``."""
+        query = select(m.identities).where(
+            m.identities.c.issuer == issuer, m.identities.c.subject == subject
+        )
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _identity(row)
+
+    async def link(self, identity: IdentityRecord) -> IdentityRecord:
+        """Record a link.
+
+        Raises:
+            Conflict: (issuer, subject) is already linked.
+            KeyError: no account has ``identity.user_id``.
+        """
+        async with self._db.write() as conn:
+            await conn.execute(
+                m.identities.insert().values(
+                    issuer=identity.issuer,
+                    subject=identity.subject,
+                    user_id=identity.user_id,
+                    email=identity.email,
+                    email_verified=identity.email_verified,
+                    created_at=identity.created_at,
+                )
+            )
+        return identity
+
+    async def for_user(self, user_id: str) -> Sequence[IdentityRecord]:
+        """Every identity of one account, by issuer and subject."""
+        query = (
+            select(m.identities)
+            .where(m.identities.c.user_id == user_id)
+            .order_by(m.identities.c.issuer, m.identities.c.subject)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_identity(row) for row in rows]
+
+    async def unlink(self, issuer: str, subject: str) -> bool:
+        """Remove a link; whether it existed."""
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(m.identities).where(
+                    m.identities.c.issuer == issuer, m.identities.c.subject == subject
+                )
+            )
+        return bool(result.rowcount)
+
+
+def _client_row(client: ClientRecord) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "auth_method": client.auth_method,
+        "secret_hash": client.secret_hash,
+        "jwks": mapping_or_none(client.jwks),
+        "grant_types": words(client.grant_types),
+        "scopes": words(client.scopes),
+        "redirect_uris": to_json(list(client.redirect_uris)),
+        "disabled": client.disabled,
+        "created_at": client.created_at,
+    }
+
+
+def _client(row: Any) -> ClientRecord:
+    return ClientRecord(
+        client_id=row.client_id,
+        name=row.name,
+        auth_method=row.auth_method,
+        secret_hash=row.secret_hash,
+        jwks=json_object(row.jwks),
+        grant_types=word_set(row.grant_types),
+        scopes=word_set(row.scopes),
+        redirect_uris=tuple(str(uri) for uri in from_json(row.redirect_uris)),
+        disabled=bool(row.disabled),
+        created_at=float(row.created_at),
+    )
+
+
+class SQLClients:
+    """Registered OAuth clients ([ClientStore][authbridge.store.ClientStore])."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, client_id: str) -> ClientRecord | None:
+        """The client, or ``None``."""
+        query = select(m.clients).where(m.clients.c.client_id == client_id)
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _client(row)
+
+    async def add(self, client: ClientRecord) -> ClientRecord:
+        """Register a client; `Conflict` if the id exists."""
+        row = _client_row(client)
+        async with self._db.write() as conn:
+            await conn.execute(m.clients.insert().values(**row))
+        return client
+
+    async def update(self, client: ClientRecord) -> ClientRecord:
+        """Replace a client's fields; `KeyError` if absent."""
+        row = _client_row(client)
+        del row["client_id"]
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(m.clients).where(m.clients.c.client_id == client.client_id).values(**row)
+            )
+            if result.rowcount != 1:
+                raise KeyError(client.client_id)
+        return client
+
+    async def delete(self, client_id: str) -> bool:
+        """Remove a client and its refresh families (with their tokens); whether it existed."""
+        families = select(m.refresh_families.c.id).where(
+            m.refresh_families.c.client_id == client_id
+        )
+        async with self._db.write() as conn:
+            await conn.execute(
+                delete(m.refresh_tokens).where(m.refresh_tokens.c.family_id.in_(families))
+            )
+            await conn.execute(
+                delete(m.refresh_families).where(m.refresh_families.c.client_id == client_id)
+            )
+            result = await conn.execute(delete(m.clients).where(m.clients.c.client_id == client_id))
+        return bool(result.rowcount)
+
+    async def list(self) -> Sequence[ClientRecord]:
+        """Every client, ordered by id."""
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(m.clients).order_by(m.clients.c.client_id))).all()
+        return [_client(row) for row in rows]

@@ -1,0 +1,275 @@
+"""The SQL backend's engine: URLs, connection set-up, units of work, error mapping.
+
+SQLite (aiosqlite) and PostgreSQL (asyncpg) behind one SQLAlchemy async
+engine. Every unit of work is one transaction:
+
+- on SQLite, the driver's own transaction handling is off and authbridge
+  emits ``BEGIN`` itself: ``BEGIN IMMEDIATE`` for writes (the write lock is
+  taken before the first read, so a compare-and-set never works on a stale
+  snapshot), ``BEGIN EXCLUSIVE`` for migrations. Writers of one process queue
+  on an `asyncio.Lock` instead of polling SQLite's lock; writers of other
+  processes wait through ``busy_timeout``. An in-memory database is one
+  shared connection, so every unit of work takes the lock;
+- on PostgreSQL, single statements decide races (``UPDATE ... WHERE`` whose
+  row count decides, ``DELETE ... RETURNING``, ``INSERT ... ON CONFLICT``),
+  correct under READ COMMITTED.
+
+Every database failure becomes [StoreUnavailable][authbridge.store.StoreUnavailable]
+with a reason naming only the failure's kind (never the URL, its password,
+a statement or its parameters); a uniqueness violation becomes
+[Conflict][authbridge.store.Conflict].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any, Literal
+
+from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ..errors import ConfigurationError, StoreUnavailable
+from ._records import Conflict
+
+Dialect = Literal["sqlite", "postgresql"]
+BeginMode = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite writer waits for another process's write lock."""
+
+PG_CONNECT_TIMEOUT = 5.0
+"""Seconds to establish a PostgreSQL connection before the store is unavailable."""
+
+PG_COMMAND_TIMEOUT = 30.0
+"""Seconds one PostgreSQL statement may take."""
+
+POOL_TIMEOUT = 10.0
+"""Seconds to wait for a free pooled connection."""
+
+_BEGIN_OPTION = "authbridge_begin"
+
+_driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, TimeoutError)
+try:  # the postgres extra (untyped: looked up, not imported for the type checker)
+    _asyncpg: Any = importlib.import_module("asyncpg")
+    _driver_errors = (*_driver_errors, _asyncpg.PostgresError, _asyncpg.InterfaceError)
+except ImportError:  # pragma: no cover - asyncpg is in the test extra
+    pass
+
+
+_failures: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, *_driver_errors)
+"""What a database failure raises: SQLAlchemy's errors, and the drivers' own."""
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as text with any password hidden (for messages)."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except sa_exc.ArgumentError:
+        return "<unparsable store URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def parse_url(url: str) -> tuple[URL, Dialect]:
+    """The SQLAlchemy URL with its async driver, and its dialect.
+
+    ``sqlite://`` and ``postgresql://`` (or ``postgres://``) without a
+    driver get aiosqlite and asyncpg.
+
+    Raises:
+        ConfigurationError: not a SQLite or PostgreSQL URL, a synchronous
+            driver, or asyncpg missing for PostgreSQL.
+    """
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        raise ConfigurationError(
+            "invalid_store_url",
+            message="the store URL must look like sqlite+aiosqlite:///authbridge.db or "
+            "postgresql+asyncpg://user@host/database",
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend == "sqlite" and driver in ("", "aiosqlite"):
+        return parsed.set(drivername="sqlite+aiosqlite"), "sqlite"
+    if backend == "postgresql" and driver in ("", "asyncpg"):
+        if importlib.util.find_spec("asyncpg") is None:
+            raise ConfigurationError(
+                "store_needs_postgres_extra",
+                message="a PostgreSQL store needs asyncpg: pip install 'authbridge[postgres]'",
+            )
+        return parsed.set(drivername="postgresql+asyncpg"), "postgresql"
+    raise ConfigurationError(
+        "unsupported_store_url",
+        message=f"unsupported store URL scheme {parsed.drivername!r}: use sqlite+aiosqlite:///"
+        "PATH or postgresql+asyncpg://USER@HOST/DATABASE",
+    )
+
+
+def _is_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database
+
+
+def _is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # asyncpg
+        return True
+    cause = getattr(orig, "__cause__", None)
+    if getattr(cause, "sqlstate", None) == "23505":
+        return True
+    text = str(orig)
+    return "UNIQUE constraint failed" in text or "PRIMARY KEY" in text
+
+
+def _is_foreign_key_violation(exc: sa_exc.IntegrityError) -> bool:
+    orig = exc.orig
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        if getattr(candidate, "sqlstate", None) == "23503":
+            return True
+    return "FOREIGN KEY constraint failed" in str(orig)
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The store error for a driver or pool failure (its kind only, no text of it)."""
+    inner: BaseException = exc
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        inner = exc.orig
+        cause = getattr(inner, "__cause__", None)  # aiosqlite / asyncpg adapters wrap
+        if isinstance(cause, BaseException):
+            inner = cause
+    name = type(inner).__name__
+    if isinstance(exc, sa_exc.TimeoutError) or isinstance(inner, TimeoutError):
+        reason = "timeout"
+    elif isinstance(inner, OSError) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    ):
+        reason = "unreachable"
+    elif isinstance(inner, sqlite3.OperationalError) and "locked" in str(inner):
+        reason = "busy"
+    elif isinstance(exc, sa_exc.InterfaceError) or "Interface" in name or "Connection" in name:
+        reason = "unreachable"
+    else:
+        reason = "database_error"
+    return StoreUnavailable(f"{reason}:{name}")
+
+
+class Database:
+    """One async engine and its units of work (see the module docstring).
+
+    Nothing connects before the first unit of work.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        parsed, dialect = parse_url(url)
+        self.url = parsed
+        self.dialect: Dialect = dialect
+        self.memory = dialect == "sqlite" and _is_memory(parsed)
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
+        if dialect == "sqlite":
+            if self.memory:
+                options["poolclass"] = StaticPool
+            else:
+                options.update(pool_size=pool_size, pool_timeout=POOL_TIMEOUT)
+            options["connect_args"] = {"check_same_thread": False}
+        else:
+            options.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=POOL_TIMEOUT,
+                pool_pre_ping=True,
+                connect_args={"timeout": PG_CONNECT_TIMEOUT, "command_timeout": PG_COMMAND_TIMEOUT},
+            )
+        self.engine: AsyncEngine = create_async_engine(parsed, **options)
+        if dialect == "sqlite":
+            _sqlite_events(self.engine)
+        # SQLite takes one writer at a time: this process's writers queue here (and
+        # every unit of work of the single in-memory connection).
+        self._lock: asyncio.Lock | None = asyncio.Lock() if dialect == "sqlite" else None
+
+    def insert(self, table: Any) -> Any:
+        """The dialect's INSERT (with ``on_conflict_do_update``)."""
+        if self.dialect == "sqlite":
+            return sqlite.insert(table)
+        return postgresql.insert(table)
+
+    def _guard(self, *, write: bool) -> AbstractAsyncContextManager[Any]:
+        if self._lock is not None and (write or self.memory):
+            return self._lock
+        return nullcontext()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work."""
+        async with self._unit(write=False, mode="DEFERRED") as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A writing unit of work: one transaction, committed at the end."""
+        async with self._unit(write=True, mode="IMMEDIATE") as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[AsyncConnection]:
+        """A unit of work that excludes every other writer and reader (migrations).
+
+        On SQLite ``BEGIN EXCLUSIVE``; PostgreSQL callers take an advisory lock.
+        """
+        async with self._unit(write=True, mode="EXCLUSIVE") as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _unit(self, *, write: bool, mode: BeginMode) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._guard(write=write), self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    await conn.execution_options(**{_BEGIN_OPTION: mode})
+                async with conn.begin():
+                    yield conn
+        except sa_exc.IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict("a record with this key exists") from None
+            if _is_foreign_key_violation(exc):
+                raise KeyError("the referenced record does not exist") from None
+            raise unavailable(exc) from None
+        except _failures as exc:
+            raise unavailable(exc) from None
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the database answers now."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection (an in-memory database is gone)."""
+        await self.engine.dispose()
+
+
+def _sqlite_events(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # authbridge emits BEGIN itself (below): the driver would start transactions
+        # late (not before DDL) and always DEFERRED.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):  # pragma: no cover
+            mode = "IMMEDIATE"
+        conn.exec_driver_sql(f"BEGIN {mode}")
