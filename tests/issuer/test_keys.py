@@ -1,7 +1,7 @@
 """The issuer's signing keys: generation, lifecycle from times, instances sharing a store, JWKS.
 
-Every test runs against a real store (a SQLite file, and a fresh PostgreSQL
-database where the server runs) with an injected clock. "Two instances" are
+Every test runs against a real store (a SQLite file, and PostgreSQL where the
+server runs; see ``store_support``) with an injected clock. "Two instances" are
 two key managers with their own store connections on one database; first
 starts racing are real processes.
 """
@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+import store_support
 from authbridge.errors import StoreUnavailable
 from authbridge.issuer import AppIssuer
 from authbridge.issuer._kek import new_kek, thumbprint
@@ -32,8 +32,13 @@ from authbridge.jose.keys import PRIVATE_MEMBERS
 from authbridge.store import SigningKeyRecord, Store, open_store
 
 ISSUER = "https://api.example.com"
-POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 KEK = new_kek()
+
+# The store fixtures (pytest registers the fixtures it finds in a module's namespace).
+postgres_database = store_support.postgres_database
+postgres_store_url = store_support.postgres_store_url
+sqlite_store_url = store_support.sqlite_store_url
+store_url = store_support.store_url
 DAY = 86400.0
 
 
@@ -50,53 +55,9 @@ class Clock:
         self.now += seconds
 
 
-async def _postgres_database() -> str | None:
-    """A new, empty PostgreSQL database (its URL), or ``None`` without a server."""
-    try:
-        import asyncpg  # noqa: PLC0415 - the postgres extra
-    except ImportError:
-        return None
-    name = f"ab_keys_{uuid.uuid4().hex[:12]}"
-    try:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return f"{POSTGRES}/{name}"
-
-
-async def _drop_database(url: str) -> None:
-    import asyncpg  # noqa: PLC0415
-
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=3)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
-    """A fresh, empty store: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'authbridge.db'}"
-        return
-    url = await _postgres_database()
-    if url is None:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (user postgres, trust auth)")
-    try:
-        yield url
-    finally:
-        await _drop_database(url)
-
-
 @pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'authbridge.db'}"
+def sqlite_url(sqlite_store_url: str) -> str:
+    return sqlite_store_url
 
 
 @pytest.fixture
