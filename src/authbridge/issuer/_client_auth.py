@@ -128,19 +128,19 @@ async def authenticate(runtime: IssuerRuntime, request: TokenRequest) -> ClientR
     if assertion:
         return await _by_assertion(runtime, form)
     if header is not None:
-        client_id, secret = _parse_basic(header)
+        basic_id, secret = _parse_basic(header)
         named = form.get("client_id")
-        if named is not None and named != client_id:
+        if named is not None and named != basic_id:
             raise _bad_request(
                 "client_id does not match the client authentication", "client_id_mismatch"
             )
-        return await _by_secret(runtime, client_id, secret or None, basic=True)
-    client_id = form.get("client_id")
-    if not client_id:
+        return await _by_secret(runtime, basic_id, secret or None, basic=True)
+    form_id = form.get("client_id")
+    if not form_id:
         if form_secret is not None:
             raise _bad_request("client_id is required with client_secret", "no_client_id")
         raise _refused("no_client_authentication", basic=False)
-    return await _by_secret(runtime, client_id, form_secret, basic=False)
+    return await _by_secret(runtime, form_id, form_secret, basic=False)
 
 
 def _parse_basic(header: str) -> tuple[str, str]:
