@@ -365,7 +365,7 @@ asyncio.run(main())
 
 
 async def _race_in_processes(
-    url: str, token: str, now: float, *, interval: float, processes: int = 4, count: int = 5
+    url: str, token: str, now: float, *, interval: float, processes: int = 3, count: int = 7
 ) -> list[str]:
     """Redeem ``token`` ``count`` times at once in each of ``processes`` processes."""
     args = {
