@@ -13,6 +13,7 @@ import authbridge.testing
 def test_top_level_exports() -> None:
     assert authbridge.__all__ == sorted(authbridge.__all__)
     assert set(authbridge.__all__) == {
+        "AppIssuer",
         "AuthBridge",
         "AuthBridgeError",
         "ConfigurationError",

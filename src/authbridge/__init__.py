@@ -14,10 +14,12 @@ from .errors import (
     ProviderUnavailable,
 )
 from .fastapi import AuthBridge, SwaggerLogin
+from .issuer import AppIssuer
 from .resource import Introspection, OIDCProvider, Principal, ResourceServer
 from .resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
 
 __all__ = [
+    "AppIssuer",
     "AuthBridge",
     "AuthBridgeError",
     "ConfigurationError",

@@ -1,5 +1,6 @@
 """FastAPI integration: the only part of authbridge that imports FastAPI/Starlette."""
 
+from ..issuer import AppIssuer
 from ._bridge import AuthBridge, SwaggerLogin
 from ._docs import swagger_ui_router
 from ._security import (
@@ -10,6 +11,7 @@ from ._security import (
 
 __all__ = [
     "ActivePrincipalDependency",
+    "AppIssuer",
     "AuthBridge",
     "OptionalPrincipalDependency",
     "PrincipalDependency",

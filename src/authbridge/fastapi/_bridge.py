@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -23,18 +23,33 @@ from ..resource.base import Provider
 from ..resource.principal import Principal
 from ..resource.provider import BoundProvider, OIDCProvider
 from ..resource.server import ResourceServer
+from ..store import ClientRecord
 from ._docs import swagger_ui_router
+from ._issuer import IssuerEndpoints
 from ._openapi import extend_document
 from ._refusals import RefusalLog, refusal_detail
 from ._routes import check_scope_declarations, operation_usage
-from ._schemes import authorization_code_model, bearer_description
+from ._schemes import (
+    CLIENT_CREDENTIALS_SCHEME,
+    PASSWORD_SCHEME,
+    authorization_code_model,
+    bearer_description,
+    client_credentials_model,
+    password_model,
+)
 from ._security import (
     ActivePrincipalDependency,
     OptionalPrincipalDependency,
     PrincipalDependency,
 )
 
+if TYPE_CHECKING:
+    from ..issuer import AppIssuer, IssuerRuntime
+
 logger = logging.getLogger("authbridge.fastapi")
+
+SWAGGER_CLIENT_ID = "swagger-ui"
+"""The built-in public client Swagger UI logs in with at the app's own issuer."""
 
 PRM_PATH = "/.well-known/oauth-protected-resource"
 
@@ -82,7 +97,14 @@ class AuthBridge:
 
     Args:
         providers: The token sources the app trusts
-            ([OIDCProvider][authbridge.OIDCProvider], ...).
+            ([OIDCProvider][authbridge.OIDCProvider], ...). May be empty with
+            an ``issuer``.
+        issuer: The app's own authorization server
+            ([AppIssuer][authbridge.AppIssuer]): its access tokens are
+            accepted with no HTTP call (one more source, routed by ``iss``),
+            its store opens and its keys load in the lifespan, and `install`
+            adds its endpoints and Swagger UI's password and
+            client-credentials boxes.
         transport: Outbound HTTP transport for discovery/JWKS/APIs, for tests:
             the test kit's `FakeIssuer.transport`, an `httpx.MockTransport`, an
             `httpx2.MockTransport`, or any transport of either library. It makes
@@ -129,6 +151,7 @@ class AuthBridge:
         self,
         providers: Sequence[Provider],
         *,
+        issuer: AppIssuer | None = None,
         transport: AsyncTransport | None = None,
         clock: Clock = system_clock,
         cache_size: int = 10_000,
@@ -145,8 +168,11 @@ class AuthBridge:
     ) -> None:
         if scopes_supported is not None:
             _require_scope_list(scopes_supported, "AuthBridge(scopes_supported=...)")
+        sources: list[Provider] = [*providers]
+        if issuer is not None:
+            sources.append(issuer)
         self.resource_server = ResourceServer(
-            providers,
+            sources,
             transport=transport,
             clock=clock,
             cache_size=cache_size,
@@ -165,16 +191,18 @@ class AuthBridge:
         self._apps: list[FastAPI] = []
         self.resource_metadata_url: str | None = None
         """Absolute URL of this API's RFC 9728 metadata, once `install` published it."""
+        self._issuer_config = issuer
+        self._endpoints: IssuerEndpoints | None = None
+        if issuer is not None:
+            self._endpoints = IssuerEndpoints(self.resource_server.bound(issuer.name).runtime)
         self._issuers = tuple(
-            issuer for p in providers for issuer in self.resource_server.bound(p.name).jwt_issuers
+            iss for p in sources for iss in self.resource_server.bound(p.name).jwt_issuers
         )
         self._prefixes = tuple(
-            prefix
-            for p in providers
-            for prefix in self.resource_server.bound(p.name).opaque_prefixes
+            prefix for p in sources for prefix in self.resource_server.bound(p.name).opaque_prefixes
         )
         self._max_token_bytes = max(
-            self.resource_server.bound(p.name).max_token_bytes for p in providers
+            self.resource_server.bound(p.name).max_token_bytes for p in sources
         )
         if explain_refusals:
             _warn_explaining()
@@ -182,6 +210,8 @@ class AuthBridge:
             if urlsplit(resource).scheme not in ("https", "http"):
                 raise ConfigurationError("resource_must_be_an_http_url")
             audiences = [p.policy.audiences for p in providers if isinstance(p, OIDCProvider)]
+            if issuer is not None:
+                audiences.append(frozenset(issuer.resources))
             if audiences and not any(resource in a for a in audiences):
                 # RFC 9728 clients ask for tokens *for this resource*; a provider
                 # issues them with `aud` = resource, which must then be accepted.
@@ -191,7 +221,7 @@ class AuthBridge:
                     resource,
                 )
         self._login_provider = self._check_login(providers, swagger_login)
-        description = bearer_description(providers)
+        description = bearer_description(providers, own=issuer)
         self.scheme_name = scheme_name
         self.principal = PrincipalDependency(self, scheme_name=scheme_name, description=description)
         """Dependency: ``Security(auth.principal, scopes=[...])`` → the caller's
@@ -205,6 +235,25 @@ class AuthBridge:
         )
         """Dependency: like `principal`, and the token must still be active at its
         provider (a revoked JWT is refused before its ``exp``): for high-value routes."""
+
+    @property
+    def issuer(self) -> IssuerRuntime | None:
+        """The app's own authorization server at run time (``None`` without ``issuer=``).
+
+        Its store ([IssuerRuntime.store][authbridge.issuer.IssuerRuntime]) is
+        where users and clients are added; it is opened by the lifespan.
+        """
+        return self._endpoints.runtime if self._endpoints is not None else None
+
+    @property
+    def swagger_client_id(self) -> str:
+        """The ``client_id`` Swagger UI uses at the app's own issuer.
+
+        ``swagger-ui``; with a [SwaggerLogin][authbridge.SwaggerLogin], its
+        ``client_id``: Swagger UI fills every box of its Authorize dialog with
+        one client id (``initOAuth``), so the app's issuer answers to that one.
+        """
+        return self.swagger_login.client_id if self.swagger_login else SWAGGER_CLIENT_ID
 
     @property
     def dependencies(self) -> dict[str, PrincipalDependency]:
@@ -258,6 +307,34 @@ class AuthBridge:
         model = self._authorization_code_model(provider, login, bound.metadata)
         return {provider.name: jsonable_encoder(model, by_alias=True, exclude_none=True)}
 
+    def issuer_schemes(self) -> dict[str, dict[str, Any]]:
+        """The OpenAPI security schemes of the app's own issuer, by name (empty without one).
+
+        ``AppPassword`` (the password flow, refreshed at the token endpoint)
+        and ``AppClientCredentials``, each present when its grant is enabled;
+        the token URL is the endpoint's path, so Swagger UI posts to the
+        origin it was loaded from.
+        """
+        endpoints = self._endpoints
+        if endpoints is None:
+            return {}
+        config = endpoints.runtime.config
+        token_url = endpoints.path("token")
+        scopes = dict(config.scopes)
+        models: dict[str, OAuth2Model] = {}
+        if "password" in config.grant_types:
+            models[PASSWORD_SCHEME] = password_model(
+                token_url=token_url, scopes=scopes, client_id=self.swagger_client_id
+            )
+        if "client_credentials" in config.grant_types:
+            models[CLIENT_CREDENTIALS_SCHEME] = client_credentials_model(
+                token_url=token_url, scopes=scopes
+            )
+        return {
+            name: jsonable_encoder(model, by_alias=True, exclude_none=True)
+            for name, model in models.items()
+        }
+
     def _extend_openapi(self, app: FastAPI) -> None:
         # Added to the document, not as sub-dependencies: those would be
         # resolved on every request for nothing.
@@ -275,7 +352,8 @@ class AuthBridge:
         """Add what `install` adds to an OpenAPI document built from ``routes``.
 
         On every operation using this bridge's dependencies: the
-        [SwaggerLogin][authbridge.SwaggerLogin] schemes as alternatives of the
+        [SwaggerLogin][authbridge.SwaggerLogin] scheme and the app's own
+        issuer's schemes (`issuer_schemes`) as alternatives of the
         pasted token, an empty requirement where the token is optional, the
         401/403/503 responses with their ``WWW-Authenticate`` / ``Retry-After``
         headers, and the required scopes in the description.
@@ -283,7 +361,7 @@ class AuthBridge:
         extend_document(
             document,
             scheme_name=self.scheme_name,
-            alternatives=self.login_schemes(),
+            alternatives={**self.login_schemes(), **self.issuer_schemes()},
             optional=operation_usage(routes, self.dependencies.values()),
         )
 
@@ -321,12 +399,17 @@ class AuthBridge:
 
     @property
     def swagger_ui_init_oauth(self) -> dict[str, Any] | None:
-        """FastAPI's ``swagger_ui_init_oauth`` for `SwaggerLogin` (``None`` without one).
+        """FastAPI's ``swagger_ui_init_oauth`` for `SwaggerLogin` or the app's issuer.
 
-        Swagger UI then uses PKCE as a public client: no secret in the browser.
+        With a `SwaggerLogin`, Swagger UI uses PKCE as a public client: no
+        secret in the browser. With only the app's issuer (and its password
+        grant), the password box's client id is `swagger_client_id`.
+        ``None`` without either.
         """
         login = self.swagger_login
         if login is None:
+            if PASSWORD_SCHEME in self.issuer_schemes():
+                return {"clientId": SWAGGER_CLIENT_ID}
             return None
         init: dict[str, Any] = {
             "clientId": login.client_id,
@@ -350,7 +433,16 @@ class AuthBridge:
             check_scope_declarations(app.routes)
         if self.explain_refusals:
             _warn_explaining()
-        await self.resource_server.start()
+        endpoints = self._endpoints
+        if endpoints is not None:
+            # Before the resource server: its own-token source needs the keys.
+            await endpoints.starter.start()
+        try:
+            await self.resource_server.start()
+        except BaseException:
+            if endpoints is not None:
+                await endpoints.starter.aclose()
+            raise
         provider, login = self._login_provider, self.swagger_login
         if provider is not None and login is not None:
             bound: BoundProvider = self.resource_server.bound(provider.name)
@@ -369,7 +461,11 @@ class AuthBridge:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.resource_server.aclose()
+        try:
+            await self.resource_server.aclose()
+        finally:
+            if self._endpoints is not None:
+                await self._endpoints.starter.aclose()
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -377,11 +473,16 @@ class AuthBridge:
 
         Opens the outbound HTTP client and loads provider keys and metadata (a
         provider that is down does not stop the app), and closes the client at
-        shutdown. To combine with your own lifespan, use ``async with auth:``.
+        shutdown. With an ``issuer``, first opens its store (migrating it when
+        configured) and loads its signing keys; a store that cannot be reached
+        does not stop the app (its endpoints answer 503 and retry). To combine
+        with your own lifespan, use ``async with auth:``.
 
         Raises:
             ConfigurationError: a route gives its scopes as a string
-                (``Security(auth.principal, scopes="items")``), not a list.
+                (``Security(auth.principal, scopes="items")``), not a list;
+                the issuer has no key-encryption key outside development mode,
+                or its store's schema is outdated with ``migrate=False``.
         """
         routes = getattr(app, "routes", None)
         if isinstance(routes, list):
@@ -405,6 +506,12 @@ class AuthBridge:
           ReDoc pages would share the origin where Swagger UI keeps the token.
           ``docs_url=None`` skips this.
         - RFC 9728 Protected Resource Metadata, when ``resource`` is configured.
+        - With an ``issuer``: its token, revocation, introspection and JWKS
+          endpoints and its RFC 8414 metadata (see
+          [AppIssuer][authbridge.AppIssuer]); with ``docs_url``, the built-in
+          public client Swagger UI's password box logs in with
+          (`swagger_client_id`, no secret, password and refresh grants, every
+          scope of the issuer).
 
         Raises:
             ConfigurationError: FastAPI's own docs or ReDoc page is registered
@@ -417,6 +524,11 @@ class AuthBridge:
         check_scope_declarations(app.routes)
         self._apps.append(app)
         self._extend_openapi(app)
+        endpoints = self._endpoints
+        if endpoints is not None:
+            if docs_url is not None:
+                self._add_swagger_client(endpoints.runtime)
+            endpoints.install(app)
         if docs_url is not None:
             app.include_router(
                 swagger_ui_router(
@@ -430,6 +542,17 @@ class AuthBridge:
             )
         if self.resource is not None:
             self._install_resource_metadata(app, self.resource)
+
+    def _add_swagger_client(self, runtime: IssuerRuntime) -> None:
+        runtime.add_builtin_client(
+            ClientRecord(
+                client_id=self.swagger_client_id,
+                name="Swagger UI",
+                auth_method="none",
+                grant_types=frozenset({"password", "refresh_token"}),
+                scopes=frozenset(runtime.config.scopes),
+            )
+        )
 
     def _install_resource_metadata(self, app: FastAPI, resource: str) -> None:
         parts = urlsplit(resource)
@@ -466,7 +589,8 @@ class AuthBridge:
         return {
             "resource": self.resource,
             "authorization_servers": [
-                p.issuer for p in self.resource_server.providers if isinstance(p, OIDCProvider)
+                *([self._issuer_config.issuer] if self._issuer_config is not None else []),
+                *(p.issuer for p in self.resource_server.providers if isinstance(p, OIDCProvider)),
             ],
             "scopes_supported": list(scopes),
             "bearer_methods_supported": methods,

@@ -264,7 +264,7 @@ class IssuerEndpoints:
             app.add_api_route(
                 self.path(name),
                 _method_not_allowed,
-                methods=["GET", "PUT", "PATCH", "DELETE"],
+                methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"],
                 include_in_schema=False,
             )
         app.add_api_route(self.path("jwks"), self._jwks, methods=["GET"], include_in_schema=False)
