@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI, Security
 from openapi_spec_validator import validate
 from tests.conftest import FakeClock
@@ -738,3 +743,88 @@ async def test_with_a_swagger_login_the_builtin_client_takes_its_client_id(
             headers=basic("docs"),
         )
         assert response.status_code == 200, response.text
+
+
+# --- over a real socket ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served_url(tmp_path: Path) -> Iterator[str]:
+    """The app under uvicorn in a thread, on a free port of 127.0.0.1."""
+    app, _ = build(sqlite_url(tmp_path))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        host, port = sock.getsockname()
+        config = uvicorn.Config(
+            app, lifespan="on", ws="none", log_level="warning", access_log=False
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not server.started and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.started
+            yield f"{host}:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+
+def _connect(address: str) -> socket.socket:
+    host, port = address.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _read_response(connection: socket.socket) -> tuple[int, bytes]:
+    """Status and everything up to the server closing the connection."""
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.recv(65536):
+            received += chunk
+    return int(received.split(b" ", 2)[1]), received
+
+
+def _head(address: str, extra: str) -> bytes:
+    return (
+        f"POST /oauth/token HTTP/1.1\r\nHost: {address}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\n{extra}\r\n"
+    ).encode()
+
+
+def test_declared_huge_body_is_refused_before_it_is_sent(served_url: str) -> None:
+    with _connect(served_url) as connection:
+        connection.sendall(_head(served_url, "Content-Length: 1000000000\r\n"))
+        status, received = _read_response(connection)  # the server answers, then closes
+    assert status == 413
+    assert b'"error":"invalid_request"' in received
+    assert b"cache-control: no-store" in received.lower()
+
+
+def test_endless_chunked_body_is_cut_off_and_the_app_stays_responsive(served_url: str) -> None:
+    stop = threading.Event()
+    sent = [0]
+    with _connect(served_url) as connection:
+        connection.sendall(_head(served_url, "Transfer-Encoding: chunked\r\n"))
+
+        def flood() -> None:
+            chunk = b"400\r\n" + b"a" * 1024 + b"\r\n"
+            with contextlib.suppress(OSError):
+                while not stop.is_set() and sent[0] < 100_000_000:
+                    connection.sendall(chunk)
+                    sent[0] += 1024
+
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        try:
+            status, received = _read_response(connection)
+        finally:
+            stop.set()
+            sender.join(10)
+    assert status == 413
+    assert b'"error":"invalid_request"' in received
+    assert sent[0] < 100_000_000  # refused while the body was still coming
+    # Another client is served as usual.
+    answer = httpx.get(f"http://{served_url}/.well-known/oauth-authorization-server")
+    assert answer.status_code == 200
