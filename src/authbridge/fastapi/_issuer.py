@@ -297,9 +297,7 @@ class IssuerEndpoints:
         return endpoint
 
     async def _token(self, request: TokenRequest) -> Response:
-        refresh = getattr(self.runtime.keys, "maybe_refresh", None)
-        if refresh is not None:
-            await refresh()
+        await self.runtime.keys.maybe_refresh()  # another instance may have rotated
         body = await self.runtime.token(request)
         return JSONResponse(body, headers=NO_STORE)
 
