@@ -639,6 +639,40 @@ async def test_client_credentials_with_basic(harness: Harness) -> None:
     assert "nope" not in wrong.text
 
 
+async def test_introspection_and_revocation_of_an_access_token(harness: Harness) -> None:
+    await add_user(harness.runtime)
+    secret = await add_machine(harness.runtime)
+    access = (await password_login(harness)).json()["access_token"]
+    robot = basic("robot", secret)
+
+    active = await harness.client.post("/oauth/introspect", data={"token": access}, headers=robot)
+    assert active.status_code == 200, active.text
+    assert active.headers["cache-control"] == "no-store"
+    assert active.json()["active"] is True
+    assert active.json()["sub"] == "user-alice"
+    # A public client may not introspect.
+    public = await harness.client.post(
+        "/oauth/introspect", data={"token": access}, headers=basic("swagger-ui")
+    )
+    assert_oauth_error(public, 401, "invalid_client")
+    unknown = await harness.client.post(
+        "/oauth/introspect", data={"token": "made-up"}, headers=robot
+    )
+    assert unknown.json() == {"active": False}
+
+    revoked = await harness.client.post(
+        "/oauth/revoke", data={"token": access}, headers=basic("swagger-ui")
+    )
+    assert revoked.status_code == 200
+    after = await harness.client.post("/oauth/introspect", data={"token": access}, headers=robot)
+    assert after.json() == {"active": False}
+    # RFC 7009 §2.2: an unknown token is not an error.
+    again = await harness.client.post(
+        "/oauth/revoke", data={"token": "made-up"}, headers=basic("swagger-ui")
+    )
+    assert again.status_code == 200
+
+
 async def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     app, auth = build(sqlite_url(tmp_path), password_failures_per_account=2)
     async with serve(app, auth) as h:
