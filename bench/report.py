@@ -93,6 +93,7 @@ def render(results: dict[str, Any]) -> str:
         f"| `introspection_cached_us` | {_fmt(results['introspection_cached_us'])} µs "
         "| none | cached opaque token |",
         *_flood_headline(results),
+        *_token_headline(results),
         "",
         "### First-sight validation (RS256, RSA-2048, token never seen before)",
         "",
@@ -167,6 +168,7 @@ def render(results: dict[str, Any]) -> str:
         ),
         "",
         *_flood_section(results),
+        *_token_section(results),
         "### Memory",
         "",
         f"{mem['tokens']:,} distinct tokens through `auth.verify` in a fresh process "
@@ -237,6 +239,128 @@ def _flood_section(results: dict[str, Any]) -> list[str]:
             f"| {_fmt(found['server_cpu_us_per_request'], 0)} |"
         )
     return [*lines, ""]
+
+
+_TOKEN_CC_LABELS = {
+    "authbridge_es256": "authbridge, ES256 (its default)",
+    "authbridge_rs256": "authbridge, RS256",
+    "oidc_provider": "npm oidc-provider, RS256 (its default)",
+}
+
+
+def _token_headline(results: dict[str, Any]) -> list[str]:
+    if "token" not in results:
+        return []
+    lines = [
+        "",
+        "| Token endpoint | Measured | Target | |",
+        "| --- | ---: | --- | --- |",
+        f"| `token_cc_ratio_vs_oidc_provider` "
+        f"| {_fmt(results['token_cc_ratio_vs_oidc_provider'], 3)}{X} "
+        f"| ≥ 1.5{X} | {_met(results, 'token_cc_ratio_vs_oidc_provider')} |",
+        f"| `token_cc_ratio_vs_oidc_provider_rs256` "
+        f"| {_fmt(results['token_cc_ratio_vs_oidc_provider_rs256'], 3)}{X} "
+        "| none: both on RS256 | reference |",
+        f"| `token_refresh_rps_sqlite` | {_fmt(results['token_refresh_rps_sqlite'], 1)} req/s "
+        "| none | 32 families, every request a rotation |",
+    ]
+    if "token_refresh_rps_postgres" in results:
+        lines += [
+            f"| `token_refresh_rps_postgres` "
+            f"| {_fmt(results['token_refresh_rps_postgres'], 1)} req/s "
+            "| none | 32 families, every request a rotation |",
+            f"| `token_refresh_p99_ms_postgres` "
+            f"| {_fmt(results['token_refresh_p99_ms_postgres'])} ms "
+            f"| ≤ 20 ms | {_met(results, 'token_refresh_p99_ms_postgres')} |",
+        ]
+    else:
+        lines.append(
+            "| `token_refresh_rps_postgres` | not measured: PostgreSQL unavailable | | n/a |"
+        )
+    lines += [
+        f"| `issue_ratio_vs_raw_sign` | {_fmt(results['issue_ratio_vs_raw_sign'], 3)}{X} "
+        f"| ≤ 1.5{X} | {_met(results, 'issue_ratio_vs_raw_sign')} |",
+        f"| `password_storm_p99_ms` | {_fmt(results['password_storm_p99_ms'])} ms "
+        f"(without the storm {_fmt(results['password_storm_baseline_p99_ms'])} ms) "
+        f"| ≤ 50 ms | {_met(results, 'password_storm_p99_ms')} |",
+    ]
+    return lines
+
+
+def _token_section(results: dict[str, Any]) -> list[str]:
+    token = results.get("token")
+    if token is None:
+        return []
+    cc, refresh, issue = token["client_credentials"], token["refresh"], token["issue"]
+    storm, w = token["password_storm"], token["wrk"]
+    lines = [
+        "### Token endpoint",
+        "",
+        f"`python -m bench.token_endpoint`: every server one process on 127.0.0.1 (authbridge: "
+        f"uvicorn, one worker, `AppIssuer` on its own store; oidc-provider "
+        f"{token['oidc_provider_version']}: one Node process, its in-memory adapter, a JWT "
+        "access token for a resource indicator). "
+        f"`wrk -t{w['threads']} -c{w['connections']}`, each warmed up for {w['warmup_s']} s, "
+        f"then {w['rounds']} rounds of {w['duration_s']} s with the order rotated; req/s and "
+        "latencies are medians over the rounds, ratios the median of the per-round ratios. "
+        f"Other processes used up to {token['max_other_cpu_cores']} of a core meanwhile"
+        + (": this run was disturbed." if token["disturbed"] else "."),
+        "",
+        f"`client_credentials` ({cc['request']}):",
+        "",
+        "| Server | req/s | p50 ms | p99 ms | server CPU µs/request |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, label in _TOKEN_CC_LABELS.items():
+        found = cc["scenarios"][key]
+        lines.append(
+            f"| {label} | {_fmt(found['rps'], 1)} "
+            f"| {_fmt(found.get('latency_p50_ms', float('nan')))} "
+            f"| {_fmt(found.get('latency_p99_ms', float('nan')))} "
+            f"| {_fmt(found['server_cpu_us_per_request'], 1)} |"
+        )
+    lines += [
+        "",
+        f"`refresh_token`: {refresh['families']} families freshly logged in before each run, "
+        "each connection rotating the latest token of its own family on every request:",
+        "",
+        "| Store | req/s | p50 ms | p99 ms | server CPU µs/request |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, found in refresh["scenarios"].items():
+        lines.append(
+            f"| {'SQLite (file)' if key == 'sqlite' else 'PostgreSQL (local)'} "
+            f"| {_fmt(found['rps'], 1)} "
+            f"| {_fmt(found.get('latency_p50_ms', float('nan')))} "
+            f"| {_fmt(found.get('latency_p99_ms', float('nan')))} "
+            f"| {_fmt(found['server_cpu_us_per_request'], 1)} |"
+        )
+    lines += [
+        "",
+        "Minting in-process: `IssuerRuntime.mint_access_token` (claims, JSON, base64url, "
+        "signature) against `cryptography`'s bare sign of the same signing inputs "
+        f"({issue['statistic']}):",
+        "",
+        f"| Algorithm | mint µs | raw sign µs | {X} raw sign |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for alg, found in issue["by_alg"].items():
+        lines.append(
+            f"| {alg} | {_fmt(found['mint_us'])} | {_fmt(found['raw_sign_us'])} "
+            f"| {_fmt(found['ratio_vs_raw_sign'], 3)}{X} |"
+        )
+    first = storm["rounds"][0]["storm"]
+    lines += [
+        "",
+        f"Password storm: another process keeps {storm['concurrent_logins']} password logins "
+        f"in flight for {storm['seconds']:g} s (argon2id, the library's parameters; "
+        f"{first['logins_per_s']} logins/s in the first round) while {storm['probes']} "
+        "closed-loop probes call a route protected by the app's own JWT: probe p99 "
+        f"{_fmt(storm['p99_ms'])} ms, {_fmt(storm['baseline_p99_ms'])} ms without the storm "
+        "(medians over the rounds).",
+        "",
+    ]
+    return lines
 
 
 def update_docs(results: dict[str, Any], path: Path) -> None:

@@ -24,7 +24,7 @@ from bench.common import BENCH_DIR, OUT_DIR, PYTHON, REPO_ROOT, machine, python_
 
 RESULTS_PATH = BENCH_DIR / "results.json"
 DOCS_PATH = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("micro", "http", "memory", "introspection", "flood")
+SECTIONS = ("micro", "http", "memory", "introspection", "flood", "token")
 
 # (key, comparison, bound): the project's performance targets.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -35,6 +35,10 @@ TARGETS: dict[str, tuple[str, float]] = {
     "introspection_calls_for_concurrent_same_token": ("<=", 1),
     "flood_jwt_p99_ms": ("<=", 50.0),
     "flood_genuine_success_rate": (">=", 1.0),
+    "token_cc_ratio_vs_oidc_provider": (">=", 1.5),
+    "token_refresh_p99_ms_postgres": ("<=", 20.0),
+    "issue_ratio_vs_raw_sign": ("<=", 1.5),
+    "password_storm_p99_ms": ("<=", 50.0),
 }
 
 
@@ -86,10 +90,36 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         out["flood_max_concurrent_provider_calls"] = max(
             s["max_concurrent_provider_calls"] for s in scenarios.values()
         )
+    if token := results.get("token"):
+        out.update(token_headline(token))
     if memory := results.get("memory"):
         out["peak_rss_mib_1m_tokens"] = memory["peak_rss_mib"]
         out["baseline_rss_mib"] = memory["baseline_peak_rss_mib"]
         out["memory_tokens"] = memory["tokens"]
+    return out
+
+
+def token_headline(token: dict[str, Any]) -> dict[str, Any]:
+    """The headline keys of the token-endpoint section (see bench/token_endpoint.py)."""
+    cc = token["client_credentials"]
+    refresh = token["refresh"]["scenarios"]
+    out: dict[str, Any] = {
+        "token_cc_ratio_vs_oidc_provider": cc["ratio_vs_oidc_provider"],
+        "token_cc_ratio_vs_oidc_provider_rs256": cc["ratio_vs_oidc_provider_rs256"],
+        "token_cc_rps": {name: s["rps"] for name, s in cc["scenarios"].items()},
+        "token_refresh_rps_sqlite": refresh["sqlite"]["rps"],
+        "token_refresh_p99_ms_sqlite": refresh["sqlite"].get("latency_p99_ms"),
+    }
+    if "postgres" in refresh:
+        out["token_refresh_rps_postgres"] = refresh["postgres"]["rps"]
+        out["token_refresh_p99_ms_postgres"] = refresh["postgres"].get("latency_p99_ms")
+    out["issue_ratio_vs_raw_sign"] = token["issue"]["ratio_vs_raw_sign"]
+    out["issue_ratio_vs_raw_sign_all"] = {
+        alg: found["ratio_vs_raw_sign"] for alg, found in token["issue"]["by_alg"].items()
+    }
+    out["password_storm_p99_ms"] = token["password_storm"]["p99_ms"]
+    out["password_storm_baseline_p99_ms"] = token["password_storm"]["baseline_p99_ms"]
+    out["token_disturbed"] = token["disturbed"]
     return out
 
 
@@ -201,6 +231,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {key}: JWT p99 {found['jwt_p99_ms']} ms, genuine success "
                 f"{found['genuine_success_rate']}, provider calls in flight at most "
                 f"{found['max_concurrent_provider_calls']}",
+                flush=True,
+            )
+
+    if "token" in sections:
+        from bench import token_endpoint  # noqa: PLC0415
+
+        print(
+            "[+] token endpoint: client_credentials vs oidc-provider, refresh rotation, "
+            "minting, password storm",
+            flush=True,
+        )
+        results["token"] = token_endpoint.run(token_endpoint.QUICK if args.quick else None)
+        found = token_headline(results["token"])
+        print(
+            f"  client_credentials {found['token_cc_rps']} req/s; refresh "
+            f"{found['token_refresh_rps_sqlite']} req/s (SQLite), "
+            f"{found.get('token_refresh_rps_postgres')} req/s (PostgreSQL)",
+            flush=True,
+        )
+        if results["token"]["disturbed"]:
+            print(
+                f"  WARNING: other processes used up to {results['token']['max_other_cpu_cores']}"
+                " of a core during the token runs; the numbers are disturbed",
                 flush=True,
             )
 
