@@ -28,6 +28,7 @@ import importlib.util
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import event, text
@@ -195,6 +196,12 @@ class Database:
         # SQLite takes one writer at a time: this process's writers queue here (and
         # every unit of work of the single in-memory connection).
         self._lock: asyncio.Lock | None = asyncio.Lock() if dialect == "sqlite" else None
+        # A SQLite file whose directory is missing is refused before aiosqlite tries
+        # it: a failed aiosqlite connect can leave its worker thread posting to a
+        # closed event loop.
+        self._directory: Path | None = None
+        if dialect == "sqlite" and not self.memory:
+            self._directory = Path(parsed.database or "").expanduser().absolute().parent
 
     def insert(self, table: Any) -> Any:
         """The dialect's INSERT (with ``on_conflict_do_update``)."""
@@ -230,6 +237,10 @@ class Database:
 
     @asynccontextmanager
     async def _unit(self, *, write: bool, mode: BeginMode) -> AsyncIterator[AsyncConnection]:
+        if self._directory is not None:
+            if not self._directory.is_dir():
+                raise StoreUnavailable("unreachable:no_such_directory")
+            self._directory = None  # checked once: the file exists from now on
         try:
             async with self._guard(write=write), self.engine.connect() as conn:
                 if self.dialect == "sqlite":

@@ -1,0 +1,170 @@
+"""The store's schema: shipped Alembic migrations, their own version table, models that match.
+
+Each test gets a database of its own with no schema: a new SQLite file, or a
+new PostgreSQL database (dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+import authbridge.store
+from authbridge.errors import ConfigurationError
+from authbridge.store import SQLStore, UserRecord, _migrate
+from authbridge.store._models import VERSION_TABLE, metadata
+from authbridge.store._sql_db import Database
+from store_support import fresh_postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database without any table."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    with fresh_postgres_database("authbridge_migration") as url:
+        yield url
+
+
+async def run_sql(url: str, *statements: str) -> list[Any]:
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            results = [await conn.execute(text(statement)) for statement in statements]
+            return [r.all() if r.returns_rows else None for r in results]
+    finally:
+        await db.dispose()
+
+
+def test_migrations_ship_in_the_package_and_need_no_ini() -> None:
+    package = Path(authbridge.store.__file__).parent
+    assert (package / "migrations" / "env.py").is_file()
+    assert list((package / "migrations" / "versions").glob("r*.py"))
+    assert not list(package.rglob("alembic.ini"))
+    assert _migrate.head() == "0001"
+
+
+async def test_models_and_migrations_agree(empty_url: str) -> None:
+    await _migrate.upgrade(empty_url)
+    db = Database(empty_url)
+
+    def compare(connection: Any) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "version_table": VERSION_TABLE,
+                "include_name": lambda name, type_, _parents: (
+                    type_ != "table" or name != VERSION_TABLE
+                ),
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+    try:
+        async with db.read() as conn:
+            differences = await conn.run_sync(compare)
+    finally:
+        await db.dispose()
+    assert differences == []
+
+
+async def test_upgrade_records_its_revision_in_its_own_table(empty_url: str) -> None:
+    # an app's own Alembic history and tables in the same database are left alone
+    await run_sql(
+        empty_url,
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+        "INSERT INTO alembic_version VALUES ('app_rev_42')",
+        "CREATE TABLE items (id INTEGER PRIMARY KEY)",
+    )
+    assert await _migrate.current(empty_url) is None
+    await _migrate.upgrade(empty_url)
+    assert await _migrate.current(empty_url) == _migrate.head()
+    await _migrate.upgrade(empty_url)  # idempotent
+    (app_rows, ours, items) = await run_sql(
+        empty_url,
+        "SELECT version_num FROM alembic_version",
+        f"SELECT version_num FROM {VERSION_TABLE}",
+        "SELECT count(*) FROM items",
+    )
+    assert app_rows == [("app_rev_42",)]
+    assert ours == [(_migrate.head(),)]
+    assert items == [(0,)]
+
+
+async def test_start_without_migrate_refuses_an_outdated_schema(empty_url: str) -> None:
+    store = SQLStore(empty_url, migrate=False)
+    with pytest.raises(ConfigurationError) as refused:
+        await store.start()
+    await store.aclose()
+    assert refused.value.reason == "store_schema_outdated"
+    assert "run `authbridge db upgrade`" in str(refused.value)
+    await _migrate.upgrade(empty_url)
+    store = SQLStore(empty_url, migrate=False)
+    await store.start()
+    try:
+        await store.users.add(UserRecord(id="u", username="u"))
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("migrate", [True, False])
+async def test_a_schema_from_a_newer_version_is_refused(empty_url: str, migrate: bool) -> None:
+    await _migrate.upgrade(empty_url)
+    await run_sql(empty_url, f"UPDATE {VERSION_TABLE} SET version_num = '9999_future'")
+    store = SQLStore(empty_url, migrate=migrate)
+    with pytest.raises(ConfigurationError) as refused:
+        await store.start()
+    await store.aclose()
+    assert refused.value.reason == "store_schema_newer"
+
+
+async def test_concurrent_first_starts_create_the_schema_once(empty_url: str) -> None:
+    stores = [SQLStore(empty_url, pool_size=2) for _ in range(6)]
+    try:
+        await asyncio.gather(*(store.start() for store in stores))
+        await stores[0].users.add(UserRecord(id="u", username="u"))
+        assert await stores[-1].users.get("u") is not None
+    finally:
+        for store in stores:
+            await store.aclose()
+    (versions,) = await run_sql(empty_url, f"SELECT version_num FROM {VERSION_TABLE}")
+    assert versions == [(_migrate.head(),)]
+
+
+async def test_in_memory_store_migrates_its_single_connection() -> None:
+    store = SQLStore("sqlite+aiosqlite:///:memory:")
+    await store.start()
+    try:
+        await store.users.add(UserRecord(id="u", username="u"))
+        assert await store.users.by_username("u") is not None
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_file_settings(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    store = SQLStore(f"sqlite:///{path}")  # no driver named: aiosqlite
+    await store.start()
+    await store.aclose()
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        connection.close()
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.read() as conn:
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 1000
+    finally:
+        await db.dispose()
