@@ -118,7 +118,10 @@ class IssuerRuntime:
     async def aclose(self) -> None:
         """Close the store's connections."""
         self._started = False
-        await self.store.aclose()
+        try:
+            await self.store.aclose()
+        finally:
+            self.passwords.close()
 
     # --- token endpoint -------------------------------------------------------------------
 

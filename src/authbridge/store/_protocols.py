@@ -212,7 +212,8 @@ class RateLimitStore(Protocol):
     async def hit(self, key: str, *, window: float, now: float, cost: int = 1) -> tuple[int, float]:
         """Atomically add ``cost`` to the counter of ``key`` in the current window
         (which starts at the first hit and lasts ``window`` seconds) and return
-        (the count after this hit, when the window ends)."""
+        (the count after this hit, when the window ends). A negative ``cost``
+        gives attempts back (never below 0)."""
         ...
 
     async def peek(self, key: str, *, now: float) -> tuple[int, float]:

@@ -26,7 +26,8 @@ class UserRecord:
 
     Attributes:
         id: Stable, opaque account id: the ``sub`` of the app's tokens.
-        username: Unique login name, compared after `normalize_username`.
+        username: Unique login name, stored normalised (NFKC, case-folded) by the
+            command line and the password grant.
         password_hash: The pwdlib (argon2id) hash, or ``None`` for an account
             that cannot log in with a password (it logs in through a provider).
         scopes: Scopes this account may be granted.
