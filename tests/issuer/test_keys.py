@@ -492,3 +492,98 @@ async def test_first_starts_racing_in_several_processes_leave_one_agreed_signer(
         assert keys.signer_kid == newest.kid
     finally:
         await store.aclose()
+
+
+# --- authbridge keys ---------------------------------------------------------------------------
+
+
+def keys_cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from authbridge.cli._keys import keys_app  # noqa: PLC0415
+
+    environment = {"AUTHBRIDGE_KEY_ENCRYPTION_KEY": "", **(env or {})}
+    result = CliRunner().invoke(keys_app, list(args), env=environment)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def listed(url: str) -> list[dict[str, Any]]:
+    result = keys_cli("list", "--json", "--store", url)
+    assert result.exit_code == 0, result.stderr
+    return list(json.loads(result.stdout))
+
+
+def test_cli_kek_prints_a_fresh_key_encryption_key() -> None:
+    one, two = keys_cli("kek"), keys_cli("kek")
+    assert one.exit_code == two.exit_code == 0
+    first = one.stdout.strip()
+    assert len(base64.urlsafe_b64decode(first + "=")) == 32
+    assert first != two.stdout.strip()
+    assert "AUTHBRIDGE_KEY_ENCRYPTION_KEY" in one.stderr
+
+
+def test_cli_rotate_needs_a_kek_outside_development_mode(store_url: str) -> None:
+    result = keys_cli("rotate", "--now", "--store", store_url)
+    assert result.exit_code == 2
+    assert "key_encryption_key_required" in result.stderr
+    assert "authbridge keys kek" in result.stderr
+    assert listed(store_url) == []
+    bad = keys_cli("rotate", "--store", store_url, env={"AUTHBRIDGE_KEY_ENCRYPTION_KEY": "x" * 40})
+    assert bad.exit_code == 2
+    assert "invalid_key_encryption_key" in bad.stderr
+    assert "x" * 40 not in bad.stderr
+    dev = keys_cli("rotate", "--now", "--development", "--store", store_url)
+    assert dev.exit_code == 0, dev.stderr
+    assert [k["kek_id"] for k in listed(store_url)] == ["none"]
+
+
+def test_cli_list_rotate_revoke(store_url: str) -> None:
+    env = {"AUTHBRIDGE_KEY_ENCRYPTION_KEY": KEK}
+    assert keys_cli("list", "--store", store_url).exit_code == 0
+    first = keys_cli("rotate", "--now", "--store", store_url, env=env)
+    assert first.exit_code == 0, first.stderr
+    (active,) = listed(store_url)
+    assert active["state"] == "active"
+    assert active["kid"] in first.stdout
+
+    scheduled = keys_cli(
+        "rotate", "--alg", "RS256", "--jwks-max-age", "600", "--store", store_url, env=env
+    )
+    assert scheduled.exit_code == 0, scheduled.stderr
+    again = keys_cli("rotate", "--alg", "RS256", "--store", store_url, env=env)
+    assert "already scheduled" in again.stdout
+    states = {k["kid"]: (k["state"], k["alg"]) for k in listed(store_url)}
+    assert sorted(states.values()) == [("active", "ES256"), ("next", "RS256")]
+    (nxt,) = [k for k in listed(store_url) if k["state"] == "next"]
+    assert nxt["active_from"] - nxt["created_at"] >= 600
+
+    usage = keys_cli("rotate", "--revoke-current", "--store", store_url, env=env)
+    assert usage.exit_code == 2
+    assert "--now" in usage.stderr
+    replaced = keys_cli(
+        "rotate", "--now", "--revoke-current", "--alg", "EdDSA", "--store", store_url, env=env
+    )
+    assert replaced.exit_code == 0, replaced.stderr
+    assert f"Revoked signing key {active['kid']}" in replaced.stdout
+    by_kid = {k["kid"]: k for k in listed(store_url)}
+    assert by_kid[active["kid"]]["state"] == "revoked"
+    assert by_kid[nxt["kid"]]["state"] == "next"
+
+    table = keys_cli("list", "--store", store_url).stdout
+    assert table.splitlines()[0].split()[:3] == ["KID", "ALG", "STATE"]
+    assert len(table.splitlines()) == 4
+
+    assert keys_cli("revoke", nxt["kid"], "--store", store_url).exit_code == 0
+    assert {k["kid"]: k["state"] for k in listed(store_url)}[nxt["kid"]] == "revoked"
+    missing = keys_cli("revoke", "no-such-kid", "--store", store_url)
+    assert missing.exit_code == 1
+
+    # Nothing printed is key material; no field of the listing is.
+    everything = first.stdout + scheduled.stdout + replaced.stdout + table
+    assert KEK not in everything
+    for entry in listed(store_url):
+        assert set(entry) == {
+            "kid", "alg", "state", "kek_id", "created_at", "active_from", "retired_at",
+            "revoked_at", "published_until",
+        }  # fmt: skip
