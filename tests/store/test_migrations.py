@@ -24,6 +24,8 @@ from authbridge.store._models import VERSION_TABLE, metadata
 from authbridge.store._sql_db import Database
 from store_support import fresh_postgres_database
 
+from ._support import run_sql
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -33,16 +35,6 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with fresh_postgres_database("authbridge_migration") as url:
         yield url
-
-
-async def run_sql(url: str, *statements: str) -> list[Any]:
-    db = Database(url)
-    try:
-        async with db.write() as conn:
-            results = [await conn.execute(text(statement)) for statement in statements]
-            return [r.all() if r.returns_rows else None for r in results]
-    finally:
-        await db.dispose()
 
 
 def test_migrations_ship_in_the_package_and_need_no_ini() -> None:

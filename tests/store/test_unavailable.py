@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import traceback
 from pathlib import Path
 
@@ -14,13 +13,7 @@ from authbridge.store import SQLStore, UserRecord, open_store
 from authbridge.store import _sql_db as sql_db
 from store_support import require_postgres
 
-PASSWORD = "s3cr3t-Pa55word"
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # closed again when the socket is
+from ._support import PASSWORD, closed_port
 
 
 def assert_no_password(error: BaseException) -> None:

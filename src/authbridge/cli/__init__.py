@@ -3,13 +3,15 @@
 Commands: ``check`` (can authbridge verify an issuer's tokens?), ``decode``
 (a token's header and claims, unverified), ``verify`` (a token checked as an
 app would), ``mint`` (development tokens from the embedded test issuer),
-``demo`` and ``version``. See ``docs/cli.md``.
+``demo`` and ``version``; ``db upgrade|current`` (the store's schema).
+See ``docs/cli.md``.
 """
 
 from __future__ import annotations
 
 from . import _check, _dev, _tokens
 from ._app import app
+from ._db import db_app
 
 __all__ = ["app", "main"]
 
@@ -18,6 +20,8 @@ __all__ = ["app", "main"]
 _ORDER = ("check", "decode", "verify", "mint", "demo", "version")
 _COMMANDS = (_check, _dev, _tokens)
 app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
+# Command groups are listed after the commands.
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

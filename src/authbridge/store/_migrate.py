@@ -139,6 +139,8 @@ async def current(url: str) -> str | None:
         ConfigurationError: an unsupported URL.
     """
     db = Database(url, pool_size=1)
+    if db.missing_file():  # not created just to be asked about
+        return None
     try:
         return await current_database(db)
     finally:

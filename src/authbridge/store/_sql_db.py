@@ -203,6 +203,12 @@ class Database:
         if dialect == "sqlite" and not self.memory:
             self._directory = Path(parsed.database or "").expanduser().absolute().parent
 
+    def missing_file(self) -> bool:
+        """Whether this is a SQLite file that does not exist yet."""
+        if self.dialect != "sqlite" or self.memory:
+            return False
+        return not Path(self.url.database or "").expanduser().exists()
+
     def insert(self, table: Any) -> Any:
         """The dialect's INSERT (with ``on_conflict_do_update``)."""
         if self.dialect == "sqlite":
