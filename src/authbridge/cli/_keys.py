@@ -19,8 +19,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ..issuer._config import KEK_ENV, AppIssuer
-from ..issuer._kek import new_kek
-from ..issuer._keys import KeyManager, SigningKeyInfo
+from ..issuer._kek import SigningKeyInfo, new_kek
+from ..issuer._keys import KeyManager
 from ..store import Store
 from ._app import REFUSED, UNAVAILABLE, Command, fail, library_logs, to_json
 from ._stores import StoreOption, with_store

@@ -1,4 +1,5 @@
-"""Signing keys at rest: generation, and encryption under key-encryption keys (KEKs).
+"""Signing keys at rest: their records (generation, encryption under key-encryption
+keys (KEKs), states), free of any running key manager.
 
 A KEK is base64url (padding optional) of 32 random bytes, given as
 ``AppIssuer(key_encryption_key=...)`` or in the environment variable
@@ -22,7 +23,8 @@ import hashlib
 import os
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -35,6 +37,8 @@ from ..store import SigningKeyRecord
 
 if TYPE_CHECKING:
     from ._config import SigningAlgorithm
+
+KeyState = Literal["next", "active", "retired", "revoked"]
 
 UNENCRYPTED = "none"
 """The ``kek_id`` of a private key stored without encryption (development mode only)."""
@@ -263,3 +267,71 @@ def open_record(record: SigningKeyRecord, encryption: KeyEncryption, *, developm
     if stored != computed or thumbprint(computed) != record.kid:
         raise UndecryptableKey("public_key_does_not_match")
     return private
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyInfo:
+    """What ``authbridge keys list`` shows of one key (no key material).
+
+    Attributes:
+        kid: The key id (RFC 7638 thumbprint).
+        alg: ``ES256``, ``RS256`` or ``EdDSA``.
+        state: ``next``, ``active``, ``retired`` or ``revoked``.
+        kek_id: The key-encryption key it is stored under (``"none"``: unencrypted).
+        created_at: When it was generated and first published.
+        active_from: When it signs (signed) from.
+        retired_at: When a newer key took over, or ``None``.
+        revoked_at: When it was withdrawn, or ``None``.
+        published_until: When it leaves the JWKS (``None``: not scheduled yet).
+    """
+
+    kid: str
+    alg: str
+    state: KeyState
+    kek_id: str
+    created_at: float
+    active_from: float
+    retired_at: float | None
+    revoked_at: float | None
+    published_until: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dictionary."""
+        return asdict(self)
+
+
+def chosen_signer(records: Sequence[SigningKeyRecord], now: float) -> SigningKeyRecord | None:
+    """The signer every instance picks at ``now``: newest ``active_from`` come, ties by kid."""
+    candidates = [
+        r for r in records if r.revoked_at is None and r.retired_at is None and r.active_from <= now
+    ]
+    return max(candidates, key=lambda r: (r.active_from, r.kid), default=None)
+
+
+def describe_record(
+    record: SigningKeyRecord, records: Sequence[SigningKeyRecord], now: float, retention: float
+) -> SigningKeyInfo:
+    chosen = chosen_signer(records, now)
+    state: KeyState
+    until: float | None = None
+    if record.revoked_at is not None:
+        state, until = "revoked", record.revoked_at
+    elif record.active_from > now:
+        state = "next"
+    elif chosen is not None and chosen.kid == record.kid:
+        state = "active"
+    else:
+        state = "retired"
+    if record.retired_at is not None and record.revoked_at is None:
+        until = record.retired_at + retention
+    return SigningKeyInfo(
+        kid=record.kid,
+        alg=record.alg,
+        state=state,
+        kek_id=record.kek_id,
+        created_at=record.created_at,
+        active_from=record.active_from,
+        retired_at=record.retired_at,
+        revoked_at=record.revoked_at,
+        published_until=until,
+    )

@@ -26,9 +26,8 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -39,14 +38,21 @@ from .._shared import SharedTasks
 from ..errors import ConfigurationError, StoreUnavailable
 from ..jose import KeySet, VerificationKey
 from ..store import SigningKeyRecord, SigningKeyStore
-from ._kek import KeyEncryption, UndecryptableKey, new_record, open_record, public_jwk
+from ._kek import (
+    KeyEncryption,
+    SigningKeyInfo,
+    UndecryptableKey,
+    chosen_signer,
+    describe_record,
+    new_record,
+    open_record,
+    public_jwk,
+)
 
 if TYPE_CHECKING:
     from ._config import AppIssuer, SigningAlgorithm
 
 logger = logging.getLogger("authbridge.issuer")
-
-KeyState = Literal["next", "active", "retired", "revoked"]
 
 RETENTION_LEEWAY = 60.0
 """Kept beyond a retired key's last token: verification leeway (30 s) and clock skew."""
@@ -59,37 +65,6 @@ _SHA256 = hashes.SHA256()
 
 def _b64(raw: bytes) -> bytes:
     return base64.urlsafe_b64encode(raw).rstrip(b"=")
-
-
-@dataclass(frozen=True, slots=True)
-class SigningKeyInfo:
-    """What ``authbridge keys list`` shows of one key (no key material).
-
-    Attributes:
-        kid: The key id (RFC 7638 thumbprint).
-        alg: ``ES256``, ``RS256`` or ``EdDSA``.
-        state: ``next``, ``active``, ``retired`` or ``revoked``.
-        kek_id: The key-encryption key it is stored under (``"none"``: unencrypted).
-        created_at: When it was generated and first published.
-        active_from: When it signs (signed) from.
-        retired_at: When a newer key took over, or ``None``.
-        revoked_at: When it was withdrawn, or ``None``.
-        published_until: When it leaves the JWKS (``None``: not scheduled yet).
-    """
-
-    kid: str
-    alg: str
-    state: KeyState
-    kek_id: str
-    created_at: float
-    active_from: float
-    retired_at: float | None
-    revoked_at: float | None
-    published_until: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dictionary."""
-        return asdict(self)
 
 
 class _Key:
@@ -296,7 +271,7 @@ class KeyManager:
 
     def _choose(self, now: float) -> None:
         """Pick the signer for ``now`` and when to pick again."""
-        chosen = _chosen(self._records, now)
+        chosen = chosen_signer(self._records, now)
         signer = self._usable.get(chosen.kid) if chosen is not None else None
         if chosen is not None and signer is None:
             # Not decryptable here (a KEK this instance lacks): sign with the
@@ -372,7 +347,7 @@ class KeyManager:
         now = self._clock()
         config = self._config
         changed = False
-        chosen = _chosen(self._records, now)
+        chosen = chosen_signer(self._records, now)
         if chosen is None:
             await self._add(config.signing_algorithm, active_from=now)
             changed = True
@@ -449,7 +424,7 @@ class KeyManager:
             raise ConfigurationError("unsupported_signing_algorithm")
         records = await self._store.list()
         now = self._clock()
-        chosen = _chosen(records, now)
+        chosen = chosen_signer(records, now)
         if immediately:
             record = await self._add(algorithm, active_from=now)
             for older in records:
@@ -501,7 +476,7 @@ class KeyManager:
         if self._started:
             self._install(records, strict=False)  # a running instance: at once
         found = next(r for r in records if r.kid == kid)
-        return _info(found, records, self._clock(), self.retention)
+        return describe_record(found, records, self._clock(), self.retention)
 
     async def describe(self) -> list[SigningKeyInfo]:
         """Every stored key with its state now, oldest ``active_from`` first.
@@ -515,7 +490,7 @@ class KeyManager:
         now = self._clock()
         retention = self.retention
         return [
-            _info(r, records, now, retention)
+            describe_record(r, records, now, retention)
             for r in sorted(records, key=lambda r: (r.active_from, r.kid))
         ]
 
@@ -575,43 +550,6 @@ class KeyManager:
         the app's own resource server refuses its tokens at once.
         """
         return f"public, max-age={int(self._config.jwks_max_age)}"
-
-
-def _chosen(records: Sequence[SigningKeyRecord], now: float) -> SigningKeyRecord | None:
-    """The signer every instance picks at ``now``: newest ``active_from`` come, ties by kid."""
-    candidates = [
-        r for r in records if r.revoked_at is None and r.retired_at is None and r.active_from <= now
-    ]
-    return max(candidates, key=lambda r: (r.active_from, r.kid), default=None)
-
-
-def _info(
-    record: SigningKeyRecord, records: Sequence[SigningKeyRecord], now: float, retention: float
-) -> SigningKeyInfo:
-    chosen = _chosen(records, now)
-    state: KeyState
-    until: float | None = None
-    if record.revoked_at is not None:
-        state, until = "revoked", record.revoked_at
-    elif record.active_from > now:
-        state = "next"
-    elif chosen is not None and chosen.kid == record.kid:
-        state = "active"
-    else:
-        state = "retired"
-    if record.retired_at is not None and record.revoked_at is None:
-        until = record.retired_at + retention
-    return SigningKeyInfo(
-        kid=record.kid,
-        alg=record.alg,
-        state=state,
-        kek_id=record.kek_id,
-        created_at=record.created_at,
-        active_from=record.active_from,
-        retired_at=record.retired_at,
-        revoked_at=record.revoked_at,
-        published_until=until,
-    )
 
 
 def _iso(when: float) -> str:
