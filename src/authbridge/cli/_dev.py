@@ -18,6 +18,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from cryptography.hazmat.primitives import serialization
@@ -271,7 +272,7 @@ def mint(
             typer.echo("Stopped.", err=True)
 
 
-@command("demo", "Run a demo API with an embedded test issuer.")
+@command("demo", "Run a demo API with an embedded test issuer and its own tokens.")
 def demo(
     *,
     host: Annotated[
@@ -287,16 +288,40 @@ def demo(
         ),
     ] = 0,
     key_file: KeyFileOption = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="URL",
+            help="The store of the demo API's own issuer (users, clients, signing keys), "
+            "e.g. sqlite+aiosqlite:///demo.db to keep it (default: a SQLite file in a "
+            "temporary directory, deleted at exit). Its demo users and clients are reset at "
+            "each start.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a demo API protected by authbridge, with an embedded test issuer.
 
+    The API also issues its own tokens (password, refresh token and client
+    credentials grants) to two local users, alice and bob, and a machine
+    client, robot, whose new passwords and secret are printed at each start.
     Prints ready-to-paste tokens and curl commands; Swagger UI is at /docs.
     With --key-file (and a fixed --issuer-port), `authbridge mint` makes more
     tokens the demo accepts.
     """
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
-    from .._demo import DEMO_AUDIENCE, DEMO_USERS, create_demo_app, demo_tokens  # noqa: PLC0415
+    from .._demo import (  # noqa: PLC0415
+        DEMO_AUDIENCE,
+        DEMO_USERS,
+        DemoCredentials,
+        create_demo_app,
+        demo_tokens,
+        own_token_lines,
+        prepare_demo_store,
+    )
+    from ._stores import redacted, with_store  # noqa: PLC0415
 
     key = load_or_create_key(key_file) if key_file is not None else None
     # Listen first: a taken port is reported before anything else happens.
@@ -312,10 +337,19 @@ def demo(
         )
         port = listener.getsockname()[1]  # the real one when --port 0
         base = f"http://{host}:{port}"
-        api, _ = create_demo_app(issuer, resource=base)
+        if store is None:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="authbridge-demo-"))
+            store = f"sqlite+aiosqlite:///{Path(directory) / 'demo.db'}"
+        credentials = DemoCredentials.generate()
+        try:
+            api, auth = create_demo_app(issuer, resource=base, store=store)
+        except ConfigurationError as exc:
+            fail(f"error: {exc.message}", UNAVAILABLE)
+        with_store(store, lambda opened: prepare_demo_store(opened, credentials))
         tokens = demo_tokens(issuer)
         typer.echo(f"Embedded test issuer: {issuer.issuer} (discovery and JWKS)")
-        typer.echo(f"Demo API:             {base}   Swagger UI: {base}/docs\n")
+        typer.echo(f"Demo API:             {base}   Swagger UI: {base}/docs")
+        typer.echo(f"Its own issuer:       {base}   store: {redacted(store)}\n")
         for name, token in tokens.items():
             typer.echo(f"# {name}: scopes {' '.join(DEMO_USERS[name])} (valid 1 hour)")
             typer.echo(f"{name.upper()}_TOKEN={token}\n")
@@ -334,6 +368,12 @@ def demo(
             )
         else:
             typer.echo("\nFor more tokens, restart with --key-file dev-key.pem and use mint.")
+        runtime = auth.issuer
+        assert runtime is not None  # noqa: S101 - created with a store
+        token_path = urlsplit(runtime.config.endpoint("token")).path
+        typer.echo("")
+        for line in own_token_lines(base, credentials, token_path=token_path):
+            typer.echo(line)
         typer.echo(f"\nServing the demo API on {base} (Ctrl-C to stop)")
         config = uvicorn.Config(api, host=host, port=port, log_level="info")
         uvicorn.Server(config).run(sockets=[listener])
