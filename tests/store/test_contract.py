@@ -444,6 +444,19 @@ async def test_rate_limit_windows(store: SQLStore) -> None:
         await store.rate_limits.hit("ip:1", window=0, now=NOW)
 
 
+async def test_rate_limit_negative_cost_gives_attempts_back(store: SQLStore) -> None:
+    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=3) == (3, NOW + 60)
+    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=-2) == (1, NOW + 60)
+    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=-5) == (0, NOW + 60)
+    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=1) == (1, NOW + 60)
+    # a give-back as the first hit (or in a new window) starts at 0
+    assert await store.rate_limits.hit("fresh", window=60, now=NOW, cost=-1) == (0, NOW + 60)
+    assert await store.rate_limits.hit("acct", window=60, now=NOW + 60, cost=-1) == (
+        0,
+        NOW + 120,
+    )
+
+
 # --- replay cache -----------------------------------------------------------------------------
 
 

@@ -63,15 +63,20 @@ class SQLRateLimits:
         self._db = db
 
     async def hit(self, key: str, *, window: float, now: float, cost: int = 1) -> tuple[int, float]:
-        """Add ``cost`` in the current window; the count after it and the window's end."""
+        """Add ``cost`` in the current window; the count after it and the window's end.
+
+        A negative ``cost`` gives attempts back (the count never goes below 0).
+        """
         if not window > 0:
             raise ValueError("window must be a positive number of seconds")
         ended = _limits.c.window_end <= now
-        statement = self._db.insert(_limits).values(key=key, count=cost, window_end=now + window)
+        first = max(cost, 0)  # a negative cost gives attempts back, never below 0
+        added = _limits.c.count + cost
+        statement = self._db.insert(_limits).values(key=key, count=first, window_end=now + window)
         statement = statement.on_conflict_do_update(
             index_elements=[_limits.c.key],
             set_={
-                "count": case((ended, cost), else_=_limits.c.count + cost),
+                "count": case((ended, first), (added < 0, 0), else_=added),
                 "window_end": case((ended, now + window), else_=_limits.c.window_end),
             },
         ).returning(_limits.c.count, _limits.c.window_end)
