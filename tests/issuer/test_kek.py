@@ -59,11 +59,14 @@ class Clock:
         return self.now
 
 
-async def started(url: str, **options: Any) -> tuple[Store, KeyManager]:
+async def started(
+    url: str, *, clock: Clock | None = None, **options: Any
+) -> tuple[Store, KeyManager]:
     """A started store and key manager (the store is closed by the caller)."""
     store = open_store(url)
     await store.start()
-    keys = KeyManager(store.keys, config=AppIssuer(ISSUER, store=url, **options), clock=Clock())
+    config = AppIssuer(ISSUER, store=url, **options)
+    keys = KeyManager(store.keys, config=config, clock=clock or Clock())
     try:
         await keys.start()
     except BaseException:
@@ -368,3 +371,25 @@ async def test_a_running_production_instance_does_not_trust_a_plain_key_added_la
         assert "unencrypted_signing_key" in caplog.text
     finally:
         await store.aclose()
+
+
+async def test_an_instance_missing_the_new_kek_keeps_signing_with_a_key_it_can_use(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rolling deploy done in the wrong order: one instance has NEW first, one lacks it."""
+    clock = Clock()
+    old_store, lagging = await started(store_url, clock=clock, key_encryption_key=OLD)
+    new_store, ahead = await started(store_url, clock=clock, key_encryption_key=[NEW, OLD])
+    try:
+        first = lagging.signer_kid
+        clock.now += 10
+        added = await ahead.rotate(immediately=True)
+        await lagging.refresh()
+        assert lagging.signer_kid == first  # retired, still published: its tokens verify
+        assert not lagging.keyset.has_kid(added.kid)  # not trusted: it cannot decrypt it
+        assert f"The active signing key {added.kid} cannot be used here" in caplog.text
+        assert ahead.keyset.has_kid(first)
+        lagging.sign({"iss": ISSUER}, typ="at+jwt")
+    finally:
+        await old_store.aclose()
+        await new_store.aclose()

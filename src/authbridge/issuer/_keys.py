@@ -280,6 +280,15 @@ class KeyManager:
                 k for k in self._published if k.record.active_from <= now and k.kid != chosen.kid
             ]
             signer = max(fallback, key=lambda k: (k.record.active_from, k.kid), default=None)
+            if (chosen.kid, "signer") not in self._reported:
+                self._reported.add((chosen.kid, "signer"))
+                logger.error(
+                    "The active signing key %s cannot be used here; %s until it is revoked "
+                    "(`authbridge keys revoke %s`) or its key-encryption key is configured",
+                    chosen.kid,
+                    f"signing with {signer.kid}" if signer else "no token can be signed",
+                    chosen.kid,
+                )
         self._signer = signer
         self._switch_at = min(
             (
