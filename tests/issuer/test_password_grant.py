@@ -694,11 +694,6 @@ async def test_password_never_logged(
     assert all("client app" in r.getMessage() for r in failures)
 
 
-@pytest.mark.xfail(
-    reason="aiosqlite logs every statement with its parameters at DEBUG, a rehash's new "
-    "password hash included; the SQLite store has to keep that logger quiet",
-    strict=True,
-)
 async def test_password_hash_not_logged_by_the_store(
     sqlite_store: str,
     clock: Clock,

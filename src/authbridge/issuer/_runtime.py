@@ -74,7 +74,7 @@ class IssuerRuntime:
 
         self.config = config
         self.clock = clock
-        self.store: Store = open_store(config.store)
+        self.store: Store = open_store(config.store, migrate=config.migrate)
         self.keys = KeyManager(self.store.keys, config=config, clock=clock)
         self.passwords = PasswordHasher(
             max_concurrent=config.max_concurrent_hashes, max_waiting=config.max_waiting_hashes

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -64,6 +65,25 @@ try:  # the postgres extra (untyped: looked up, not imported for the type checke
     _driver_errors = (*_driver_errors, _asyncpg.PostgresError, _asyncpg.InterfaceError)
 except ImportError:  # pragma: no cover - asyncpg is in the test extra
     pass
+
+
+class _NoDriverArguments(logging.Filter):
+    """Drop the arguments of aiosqlite's DEBUG records.
+
+    aiosqlite logs every call it runs at DEBUG, with the statement's parameters
+    (password hashes, token hashes, usernames) in the record's arguments: with
+    DEBUG logging on, they would reach the app's logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG and record.args:
+            record.msg = f"{str(record.msg).split(' %', 1)[0]} (arguments not logged)"
+            record.args = None
+        return True
+
+
+if not any(isinstance(f, _NoDriverArguments) for f in logging.getLogger("aiosqlite").filters):
+    logging.getLogger("aiosqlite").addFilter(_NoDriverArguments())
 
 
 _failures: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, *_driver_errors)
