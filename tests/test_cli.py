@@ -40,13 +40,27 @@ def served(authbridge_signing_key: rsa.RSAPrivateKey) -> Iterator[ServedFakeIssu
 # -- help ----------------------------------------------------------------------------------
 
 COMMANDS = ["check", "decode", "verify", "mint", "demo", "version"]
+GROUPS = ["users", "clients", "keys", "db"]
+GROUP_COMMANDS = [
+    "users add",
+    "users list",
+    "users passwd",
+    "clients add",
+    "clients list",
+    "clients secret",
+    "keys list",
+    "keys rotate",
+    "keys kek",
+    "db upgrade",
+    "db current",
+]
 PLACEHOLDER = re.compile(r"<[a-z][a-z\[\], ]*>|\{[A-Za-z_]+\}")
 BOX_OR_ESCAPE = re.compile(r"[\u2500-\u257f\x1b]")
 
 
-@pytest.mark.parametrize("command", [None, *COMMANDS])
+@pytest.mark.parametrize("command", [None, *COMMANDS, *GROUPS, *GROUP_COMMANDS])
 def test_help_is_plain_and_names_every_value(command: str | None) -> None:
-    result = run(*([command] if command else []), "--help")
+    result = run(*(command.split() if command else []), "--help")
     assert result.code == 0
     assert not PLACEHOLDER.search(result.out), result.out
     assert not BOX_OR_ESCAPE.search(result.out), result.out
@@ -60,7 +74,7 @@ def test_help_is_plain_and_names_every_value(command: str | None) -> None:
 
 def test_root_help_lists_the_commands_in_reading_order() -> None:
     out = run("--help").out
-    positions = [out.index(f"  {name} ") for name in COMMANDS]
+    positions = [out.index(f"  {name} ") for name in [*COMMANDS, *GROUPS]]
     assert positions == sorted(positions)
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from . import _check, _dev, _tokens
 from ._app import app
+from ._clients import clients_app
 from ._db import db_app
+from ._keys import keys_app
+from ._users import users_app
 
 __all__ = ["app", "main"]
 
@@ -21,6 +24,9 @@ _ORDER = ("check", "decode", "verify", "mint", "demo", "version")
 _COMMANDS = (_check, _dev, _tokens)
 app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
 # Command groups are listed after the commands.
+app.add_typer(users_app, name="users")
+app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
 
