@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from . import _models as m
 from ._records import ClientRecord, IdentityRecord, UserRecord
 from ._sql_codec import from_json, json_object, mapping_or_none, to_json, word_set, words
 from ._sql_db import Database
+
+# Built once: executing the same statement object reuses its cache key and compiled form.
+_USER_BY_NAME = select(m.users).where(m.users.c.username == bindparam("username"))
+_USER_BY_ID = select(m.users).where(m.users.c.id == bindparam("user_id"))
+_CLIENT_BY_ID = select(m.clients).where(m.clients.c.client_id == bindparam("client_id"))
 
 
 def _user_row(user: UserRecord) -> dict[str, Any]:
@@ -47,42 +52,33 @@ class SQLUsers:
 
     async def by_username(self, username: str) -> UserRecord | None:
         """The account with this login name, or ``None``."""
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(select(m.users).where(m.users.c.username == username))
-            ).first()
+        row = await self._db.first(_USER_BY_NAME, {"username": username})
         return None if row is None else _user(row)
 
     async def get(self, user_id: str) -> UserRecord | None:
         """The account with this id, or ``None``."""
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(m.users).where(m.users.c.id == user_id))).first()
+        row = await self._db.first(_USER_BY_ID, {"user_id": user_id})
         return None if row is None else _user(row)
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         """Replace the stored hash (nothing happens for an unknown id)."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(m.users).where(m.users.c.id == user_id).values(password_hash=password_hash)
-            )
+        await self._db.change(
+            update(m.users).where(m.users.c.id == user_id).values(password_hash=password_hash)
+        )
 
     async def add(self, user: UserRecord) -> UserRecord:
         """Create an account; `Conflict` if the id or username exists."""
         row = _user_row(user)
-        async with self._db.write() as conn:
-            await conn.execute(m.users.insert().values(**row))
+        await self._db.change(m.users.insert().values(**row))
         return user
 
     async def update(self, user: UserRecord) -> UserRecord:
         """Replace an account's fields; `KeyError` if absent, `Conflict` for a taken username."""
         row = _user_row(user)
         del row["id"]
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(m.users).where(m.users.c.id == user.id).values(**row)
-            )
-            if result.rowcount != 1:
-                raise KeyError(user.id)
+        result = await self._db.change(update(m.users).where(m.users.c.id == user.id).values(**row))
+        if result.rowcount != 1:
+            raise KeyError(user.id)
         return user
 
     async def delete(self, user_id: str) -> bool:
@@ -97,9 +93,7 @@ class SQLUsers:
         query = select(m.users).order_by(m.users.c.username).limit(max(limit, 0))
         if after is not None:
             query = query.where(m.users.c.username > after)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_user(row) for row in rows]
+        return [_user(row) for row in await self._db.all(query)]
 
 
 def _identity(row: Any) -> IdentityRecord:
@@ -124,8 +118,7 @@ class SQLIdentities:
         query = select(m.identities).where(
             m.identities.c.issuer == issuer, m.identities.c.subject == subject
         )
-        async with self._db.read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.first(query)
         return None if row is None else _identity(row)
 
     async def link(self, identity: IdentityRecord) -> IdentityRecord:
@@ -135,17 +128,16 @@ class SQLIdentities:
             Conflict: (issuer, subject) is already linked.
             KeyError: no account has ``identity.user_id``.
         """
-        async with self._db.write() as conn:
-            await conn.execute(
-                m.identities.insert().values(
-                    issuer=identity.issuer,
-                    subject=identity.subject,
-                    user_id=identity.user_id,
-                    email=identity.email,
-                    email_verified=identity.email_verified,
-                    created_at=identity.created_at,
-                )
+        await self._db.change(
+            m.identities.insert().values(
+                issuer=identity.issuer,
+                subject=identity.subject,
+                user_id=identity.user_id,
+                email=identity.email,
+                email_verified=identity.email_verified,
+                created_at=identity.created_at,
             )
+        )
         return identity
 
     async def for_user(self, user_id: str) -> Sequence[IdentityRecord]:
@@ -155,18 +147,15 @@ class SQLIdentities:
             .where(m.identities.c.user_id == user_id)
             .order_by(m.identities.c.issuer, m.identities.c.subject)
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_identity(row) for row in rows]
+        return [_identity(row) for row in await self._db.all(query)]
 
     async def unlink(self, issuer: str, subject: str) -> bool:
         """Remove a link; whether it existed."""
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                delete(m.identities).where(
-                    m.identities.c.issuer == issuer, m.identities.c.subject == subject
-                )
+        result = await self._db.change(
+            delete(m.identities).where(
+                m.identities.c.issuer == issuer, m.identities.c.subject == subject
             )
+        )
         return bool(result.rowcount)
 
 
@@ -208,28 +197,24 @@ class SQLClients:
 
     async def get(self, client_id: str) -> ClientRecord | None:
         """The client, or ``None``."""
-        query = select(m.clients).where(m.clients.c.client_id == client_id)
-        async with self._db.read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.first(_CLIENT_BY_ID, {"client_id": client_id})
         return None if row is None else _client(row)
 
     async def add(self, client: ClientRecord) -> ClientRecord:
         """Register a client; `Conflict` if the id exists."""
         row = _client_row(client)
-        async with self._db.write() as conn:
-            await conn.execute(m.clients.insert().values(**row))
+        await self._db.change(m.clients.insert().values(**row))
         return client
 
     async def update(self, client: ClientRecord) -> ClientRecord:
         """Replace a client's fields; `KeyError` if absent."""
         row = _client_row(client)
         del row["client_id"]
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(m.clients).where(m.clients.c.client_id == client.client_id).values(**row)
-            )
-            if result.rowcount != 1:
-                raise KeyError(client.client_id)
+        result = await self._db.change(
+            update(m.clients).where(m.clients.c.client_id == client.client_id).values(**row)
+        )
+        if result.rowcount != 1:
+            raise KeyError(client.client_id)
         return client
 
     async def delete(self, client_id: str) -> bool:
@@ -249,6 +234,5 @@ class SQLClients:
 
     async def list(self) -> Sequence[ClientRecord]:
         """Every client, ordered by id."""
-        async with self._db.read() as conn:
-            rows = (await conn.execute(select(m.clients).order_by(m.clients.c.client_id))).all()
+        rows = await self._db.all(select(m.clients).order_by(m.clients.c.client_id))
         return [_client(row) for row in rows]

@@ -1,7 +1,18 @@
 """The SQL backend's engine: URLs, connection set-up, units of work, error mapping.
 
 SQLite (aiosqlite) and PostgreSQL (asyncpg) behind one SQLAlchemy async
-engine. Every unit of work is one transaction:
+engine. Every unit of work is one transaction, with as few round trips as
+that takes:
+
+- a read of one statement ([first][authbridge.store._sql_db.Database.first],
+  [all][authbridge.store._sql_db.Database.all]) and a write of one statement
+  ([change][authbridge.store._sql_db.Database.change]) run without an
+  explicit transaction (PostgreSQL ``AUTOCOMMIT``, SQLite without ``BEGIN``):
+  one statement is atomic by itself, so the ``BEGIN`` and ``COMMIT`` round
+  trips are saved. A read that fails because its connection was lost is run
+  once more on a fresh connection; a write never is (it may have committed);
+- a pooled PostgreSQL connection whose socket the driver saw close is
+  replaced at checkout (no ``SELECT 1`` before every use);
 
 - on SQLite, the driver's own transaction handling is off and authbridge
   emits ``BEGIN`` itself: ``BEGIN IMMEDIATE`` for writes (the write lock is
@@ -30,12 +41,12 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -43,7 +54,7 @@ from ..errors import ConfigurationError, StoreUnavailable
 from ._records import Conflict
 
 Dialect = Literal["sqlite", "postgresql"]
-BeginMode = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
+BeginMode = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE", "NONE"]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite writer waits for another process's write lock."""
@@ -57,12 +68,20 @@ PG_COMMAND_TIMEOUT = 30.0
 POOL_TIMEOUT = 10.0
 """Seconds to wait for a free pooled connection."""
 
+PG_STATEMENT_CACHE = 256
+"""Prepared statements asyncpg keeps per PostgreSQL connection."""
+
 _BEGIN_OPTION = "authbridge_begin"
 
 _driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, TimeoutError)
+_lost_errors: tuple[type[BaseException], ...] = ()
 try:  # the postgres extra (untyped: looked up, not imported for the type checker)
     _asyncpg: Any = importlib.import_module("asyncpg")
     _driver_errors = (*_driver_errors, _asyncpg.PostgresError, _asyncpg.InterfaceError)
+    _lost_errors = (
+        _asyncpg.ConnectionDoesNotExistError,
+        _asyncpg.InterfaceError,
+    )
 except ImportError:  # pragma: no cover - asyncpg is in the test extra
     pass
 
@@ -184,6 +203,40 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"{reason}:{name}")
 
 
+class Changed(NamedTuple):
+    """What one writing statement did."""
+
+    row: Row[Any] | None
+    """Its first returned row (``RETURNING``), if any."""
+    rowcount: int
+    """How many rows it changed."""
+
+
+class _Lost(StoreUnavailable):
+    """The unit's connection was lost (a read may run again on a fresh one)."""
+
+    def __init__(self, error: StoreUnavailable) -> None:
+        super().__init__(error.reason)
+        self.error = error
+
+
+def _is_lost(exc: BaseException) -> bool:
+    """Whether the failure is a lost connection (not an error of the statement)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        inner: BaseException | None = exc.orig
+        cause = getattr(inner, "__cause__", None)
+        if isinstance(cause, BaseException):
+            inner = cause
+    else:
+        inner = exc
+    return _lost_errors != () and isinstance(inner, _lost_errors)
+
+
+_PING = text("SELECT 1")
+
+
 class Database:
     """One async engine and its units of work (see the module docstring).
 
@@ -207,12 +260,28 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_timeout=POOL_TIMEOUT,
-                pool_pre_ping=True,
-                connect_args={"timeout": PG_CONNECT_TIMEOUT, "command_timeout": PG_COMMAND_TIMEOUT},
+                connect_args={
+                    "timeout": PG_CONNECT_TIMEOUT,
+                    "command_timeout": PG_COMMAND_TIMEOUT,
+                    "prepared_statement_cache_size": PG_STATEMENT_CACHE,
+                },
             )
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if dialect == "sqlite":
             _sqlite_events(self.engine)
+            modes: tuple[BeginMode, ...] = ("NONE", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+            self._engines = {
+                mode: self.engine.execution_options(**{_BEGIN_OPTION: mode}) for mode in modes
+            }
+        else:
+            _postgres_events(self.engine)
+            autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._engines = {
+                "NONE": autocommit,
+                "DEFERRED": self.engine,
+                "IMMEDIATE": self.engine,
+                "EXCLUSIVE": self.engine,
+            }
         # SQLite takes one writer at a time: this process's writers queue here (and
         # every unit of work of the single in-memory connection).
         self._lock: asyncio.Lock | None = asyncio.Lock() if dialect == "sqlite" else None
@@ -242,14 +311,20 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only unit of work."""
-        async with self._unit(write=False, mode="DEFERRED") as conn:
+        """A read-only unit of work: each statement sees the data committed before it.
+
+        Without an explicit transaction (a single-statement read needs none);
+        prefer [first][authbridge.store._sql_db.Database.first] and
+        [all][authbridge.store._sql_db.Database.all], which also survive a
+        lost connection.
+        """
+        async with self._unit(write=False, mode="NONE", transaction=False) as conn:
             yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A writing unit of work: one transaction, committed at the end."""
-        async with self._unit(write=True, mode="IMMEDIATE") as conn:
+        async with self._unit(write=True, mode="IMMEDIATE", transaction=True) as conn:
             yield conn
 
     @asynccontextmanager
@@ -258,20 +333,60 @@ class Database:
 
         On SQLite ``BEGIN EXCLUSIVE``; PostgreSQL callers take an advisory lock.
         """
-        async with self._unit(write=True, mode="EXCLUSIVE") as conn:
+        async with self._unit(write=True, mode="EXCLUSIVE", transaction=True) as conn:
             yield conn
 
+    async def first(self, statement: Any, params: Any = None) -> Row[Any] | None:
+        """Run one reading statement; its first row (``None`` without rows)."""
+        for attempt in (1, 2):
+            try:
+                async with self._unit(
+                    write=False, mode="NONE", transaction=False, retryable=True
+                ) as conn:
+                    return (await conn.execute(statement, params)).first()
+            except _Lost:
+                if attempt == 2:
+                    raise StoreUnavailable("unreachable:connection_lost") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def all(self, statement: Any, params: Any = None) -> list[Row[Any]]:
+        """Run one reading statement; every row."""
+        for attempt in (1, 2):
+            try:
+                async with self._unit(
+                    write=False, mode="NONE", transaction=False, retryable=True
+                ) as conn:
+                    return list((await conn.execute(statement, params)).all())
+            except _Lost:
+                if attempt == 2:
+                    raise StoreUnavailable("unreachable:connection_lost") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def change(self, statement: Any, params: Any = None) -> Changed:
+        """Run one writing statement as its own transaction (never retried).
+
+        Returns:
+            Its first returned row (``RETURNING``) and its row count.
+        """
+        async with self._unit(write=True, mode="NONE", transaction=False) as conn:
+            result = await conn.execute(statement, params)
+            row = result.first() if result.returns_rows else None
+            return Changed(row, int(result.rowcount))
+
     @asynccontextmanager
-    async def _unit(self, *, write: bool, mode: BeginMode) -> AsyncIterator[AsyncConnection]:
+    async def _unit(
+        self, *, write: bool, mode: BeginMode, transaction: bool, retryable: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         if self._directory is not None:
             if not self._directory.is_dir():
                 raise StoreUnavailable("unreachable:no_such_directory")
             self._directory = None  # checked once: the file exists from now on
         try:
-            async with self._guard(write=write), self.engine.connect() as conn:
-                if self.dialect == "sqlite":
-                    await conn.execution_options(**{_BEGIN_OPTION: mode})
-                async with conn.begin():
+            async with self._guard(write=write), self._engines[mode].connect() as conn:
+                if transaction:
+                    async with conn.begin():
+                        yield conn
+                else:
                     yield conn
         except sa_exc.IntegrityError as exc:
             if _is_unique_violation(exc):
@@ -280,12 +395,13 @@ class Database:
                 raise KeyError("the referenced record does not exist") from None
             raise unavailable(exc) from None
         except _failures as exc:
+            if retryable and _is_lost(exc):
+                raise _Lost(unavailable(exc)) from None
             raise unavailable(exc) from None
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers now."""
-        async with self.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await self.first(_PING)
 
     async def dispose(self) -> None:
         """Close every pooled connection (an in-memory database is gone)."""
@@ -307,6 +423,41 @@ def _sqlite_events(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        if mode == "NONE":  # one statement, its own transaction
+            return
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):  # pragma: no cover
             mode = "IMMEDIATE"
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+    # A ROLLBACK outside a transaction changes nothing, but costs a hop to
+    # aiosqlite's thread (after every statement run without BEGIN, and when a
+    # connection returns to the pool): skipped when SQLite is in no transaction.
+    dialect = engine.sync_engine.dialect
+    rollback = dialect.do_rollback
+
+    def _do_rollback(dbapi_connection: Any) -> None:
+        if _sqlite_in_transaction(dbapi_connection) is False:
+            return
+        rollback(dbapi_connection)
+
+    dialect.do_rollback = _do_rollback  # type: ignore[method-assign]
+
+
+def _sqlite_in_transaction(dbapi_connection: Any) -> bool | None:
+    """Whether the sqlite3 connection under the adapters is in a transaction (``None``: unknown)."""
+    connection = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)  # pool proxy
+    driver = getattr(connection, "_connection", None)  # aiosqlite.Connection
+    raw = getattr(driver, "_connection", None)  # sqlite3.Connection (None once closed)
+    if isinstance(raw, sqlite3.Connection):
+        return raw.in_transaction
+    return None
+
+
+def _postgres_events(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # asyncpg notices a closed socket (a restarted server, a terminated
+        # backend) without a round trip: such a connection is replaced here.
+        driver = getattr(dbapi_connection, "_connection", None)
+        if driver is not None and driver.is_closed():
+            raise sa_exc.DisconnectionError("the pooled connection is closed")

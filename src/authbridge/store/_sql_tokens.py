@@ -1,7 +1,8 @@
 """Refresh-token families and signing keys in SQL.
 
 The refresh steps that decide races are single conditional ``UPDATE``
-statements whose row count decides (on SQLite inside ``BEGIN IMMEDIATE``):
+statements whose row count decides (inside the unit's transaction, on SQLite
+``BEGIN IMMEDIATE``; a revocation is that one statement alone):
 of two concurrent calls with the same expectation, one changes the row and
 the other finds it changed.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 
 from . import _models as m
 from ._records import RefreshFamily, RefreshTokenRecord, SigningKeyRecord
@@ -20,6 +21,44 @@ from ._sql_db import Database
 
 _families = m.refresh_families
 _tokens = m.refresh_tokens
+
+# Built once: executing the same statement object reuses its cache key and compiled form.
+_FIND = (
+    select(
+        _tokens.c.token_hash,
+        _tokens.c.generation.label("token_generation"),
+        _tokens.c.issued_at,
+        _tokens.c.expires_at.label("token_expires_at"),
+        *_families.c,
+    )
+    .join(_families, _families.c.id == _tokens.c.family_id)
+    .where(_tokens.c.token_hash == bindparam("hash"))
+)
+_ADVANCE = (
+    update(_families)
+    .where(
+        _families.c.id == bindparam("fid"),
+        _families.c.generation == bindparam("from_generation"),
+        _families.c.revoked_at.is_(None),
+    )
+    .values(generation=bindparam("to_generation"), rotated_at=bindparam("now"), siblings=0)
+)
+_ADD_SIBLING = (
+    update(_families)
+    .where(
+        _families.c.id == bindparam("fid"),
+        _families.c.generation == bindparam("at_generation"),
+        _families.c.revoked_at.is_(None),
+        _families.c.siblings < bindparam("max_siblings"),
+    )
+    .values(siblings=_families.c.siblings + 1)
+)
+_REVOKE = (
+    update(_families)
+    .where(_families.c.id == bindparam("fid"), _families.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"), revoked_reason=bindparam("reason"))
+)
+_INSERT_TOKEN = _tokens.insert()
 
 
 def _token_row(token: RefreshTokenRecord) -> dict[str, Any]:
@@ -83,23 +122,11 @@ class SQLRefresh:
         }
         async with self._db.write() as conn:
             await conn.execute(_families.insert().values(**row))
-            await conn.execute(_tokens.insert().values(**_token_row(first)))
+            await conn.execute(_INSERT_TOKEN, _token_row(first))
 
     async def find(self, token_hash: str) -> tuple[RefreshTokenRecord, RefreshFamily] | None:
         """The token with this hash and its family, or ``None``."""
-        query = (
-            select(
-                _tokens.c.token_hash,
-                _tokens.c.generation.label("token_generation"),
-                _tokens.c.issued_at,
-                _tokens.c.expires_at.label("token_expires_at"),
-                *_families.c,
-            )
-            .join(_families, _families.c.id == _tokens.c.family_id)
-            .where(_tokens.c.token_hash == token_hash)
-        )
-        async with self._db.read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.first(_FIND, {"hash": token_hash})
         if row is None:
             return None
         token = RefreshTokenRecord(
@@ -118,17 +145,17 @@ class SQLRefresh:
         _check_token(token, family_id, from_generation + 1)
         async with self._db.write() as conn:
             result = await conn.execute(
-                update(_families)
-                .where(
-                    _families.c.id == family_id,
-                    _families.c.generation == from_generation,
-                    _families.c.revoked_at.is_(None),
-                )
-                .values(generation=from_generation + 1, rotated_at=now, siblings=0)
+                _ADVANCE,
+                {
+                    "fid": family_id,
+                    "from_generation": from_generation,
+                    "to_generation": from_generation + 1,
+                    "now": now,
+                },
             )
             if result.rowcount != 1:
                 return False
-            await conn.execute(_tokens.insert().values(**_token_row(token)))
+            await conn.execute(_INSERT_TOKEN, _token_row(token))
         return True
 
     async def add_sibling(
@@ -138,28 +165,17 @@ class SQLRefresh:
         _check_token(token, family_id, generation)
         async with self._db.write() as conn:
             result = await conn.execute(
-                update(_families)
-                .where(
-                    _families.c.id == family_id,
-                    _families.c.generation == generation,
-                    _families.c.revoked_at.is_(None),
-                    _families.c.siblings < max_siblings,
-                )
-                .values(siblings=_families.c.siblings + 1)
+                _ADD_SIBLING,
+                {"fid": family_id, "at_generation": generation, "max_siblings": max_siblings},
             )
             if result.rowcount != 1:
                 return False
-            await conn.execute(_tokens.insert().values(**_token_row(token)))
+            await conn.execute(_INSERT_TOKEN, _token_row(token))
         return True
 
     async def revoke(self, family_id: str, *, now: float, reason: str) -> bool:
         """Revoke a family; whether this call revoked it."""
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(_families)
-                .where(_families.c.id == family_id, _families.c.revoked_at.is_(None))
-                .values(revoked_at=now, revoked_reason=reason)
-            )
+        result = await self._db.change(_REVOKE, {"fid": family_id, "now": now, "reason": reason})
         return bool(result.rowcount)
 
     async def revoke_for(
@@ -177,10 +193,9 @@ class SQLRefresh:
             conditions.append(_families.c.subject == subject)
         if client_id is not None:
             conditions.append(_families.c.client_id == client_id)
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(_families).where(*conditions).values(revoked_at=now, revoked_reason=reason)
-            )
+        result = await self._db.change(
+            update(_families).where(*conditions).values(revoked_at=now, revoked_reason=reason)
+        )
         return int(result.rowcount)
 
     async def purge(self, now: float) -> int:
@@ -227,26 +242,23 @@ class SQLKeys:
         query = select(m.signing_keys).order_by(
             m.signing_keys.c.active_from, m.signing_keys.c.created_at, m.signing_keys.c.kid
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_key(row) for row in rows]
+        return [_key(row) for row in await self._db.all(query)]
 
     async def add(self, key: SigningKeyRecord) -> None:
         """Store a new key; `Conflict` if the kid exists."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                m.signing_keys.insert().values(
-                    kid=key.kid,
-                    alg=key.alg,
-                    public_jwk=to_json(dict(key.public_jwk)),
-                    private_key=bytes(key.private_key),
-                    kek_id=key.kek_id,
-                    created_at=key.created_at,
-                    active_from=key.active_from,
-                    retired_at=key.retired_at,
-                    revoked_at=key.revoked_at,
-                )
+        await self._db.change(
+            m.signing_keys.insert().values(
+                kid=key.kid,
+                alg=key.alg,
+                public_jwk=to_json(dict(key.public_jwk)),
+                private_key=bytes(key.private_key),
+                kek_id=key.kek_id,
+                created_at=key.created_at,
+                active_from=key.active_from,
+                retired_at=key.retired_at,
+                revoked_at=key.revoked_at,
             )
+        )
 
     async def retire(self, kid: str, *, at: float) -> bool:
         """Set ``retired_at`` if unset; whether this call set it."""
@@ -257,16 +269,14 @@ class SQLKeys:
         return await self._stamp(kid, m.signing_keys.c.revoked_at, at)
 
     async def _stamp(self, kid: str, column: Any, at: float) -> bool:
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(m.signing_keys)
-                .where(m.signing_keys.c.kid == kid, column.is_(None))
-                .values({column: at})
-            )
+        result = await self._db.change(
+            update(m.signing_keys)
+            .where(m.signing_keys.c.kid == kid, column.is_(None))
+            .values({column: at})
+        )
         return bool(result.rowcount)
 
     async def delete(self, kid: str) -> bool:
         """Remove a key; whether it existed."""
-        async with self._db.write() as conn:
-            result = await conn.execute(delete(m.signing_keys).where(m.signing_keys.c.kid == kid))
+        result = await self._db.change(delete(m.signing_keys).where(m.signing_keys.c.kid == kid))
         return bool(result.rowcount)
