@@ -23,18 +23,64 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._clock import Clock
 from ..errors import StoreUnavailable
-from ..store import ClientRecord, Store, UserDirectory, open_store
+from ..store import ClientRecord, ClientStore, Store, UserDirectory, open_store
 from ._errors import OAuthError
 
 if TYPE_CHECKING:
     from ._config import AppIssuer
 
 logger = logging.getLogger("authbridge.issuer")
+
+CLIENT_CACHE_TTL = 5.0
+"""Seconds a client record read from the store is served from memory.
+
+Removing or disabling a client, or rotating its secret (``authbridge clients``,
+another process), takes effect within this time on running instances.
+"""
+
+CLIENT_CACHE_SIZE = 1024
+"""Client records kept in memory at most (the oldest entry goes first)."""
+
+
+class _ForgettingClients:
+    """The store's clients, forgetting the cached record of a client changed through it.
+
+    A change made in this process takes effect at once; one made elsewhere (the
+    command line, another instance) within `CLIENT_CACHE_TTL`.
+    """
+
+    def __init__(self, clients: ClientStore, cache: dict[str, tuple[ClientRecord, float]]) -> None:
+        self.inner = clients
+        self._cache = cache
+
+    async def get(self, client_id: str) -> ClientRecord | None:
+        return await self.inner.get(client_id)
+
+    async def add(self, client: ClientRecord) -> ClientRecord:
+        self._cache.pop(client.client_id, None)
+        return await self.inner.add(client)
+
+    async def update(self, client: ClientRecord) -> ClientRecord:
+        self._cache.pop(client.client_id, None)
+        try:
+            return await self.inner.update(client)
+        finally:
+            self._cache.pop(client.client_id, None)
+
+    async def delete(self, client_id: str) -> bool:
+        self._cache.pop(client_id, None)
+        try:
+            return await self.inner.delete(client_id)
+        finally:
+            self._cache.pop(client_id, None)
+
+    async def list(self) -> Sequence[ClientRecord]:
+        return await self.inner.list()
 
 
 class TokenRequest(NamedTuple):
@@ -81,6 +127,12 @@ class IssuerRuntime:
         )
         self.source = OwnTokenSource(self)
         self._builtin_clients: dict[str, ClientRecord] = {}
+        # client_id -> (record, read at): found clients only, so made-up ids fill nothing.
+        self._client_cache: dict[str, tuple[ClientRecord, float]] = {}
+        clients = self.store.clients
+        if isinstance(clients, _ForgettingClients):  # a store shared by two runtimes
+            clients = clients.inner
+        self.store.clients = _ForgettingClients(clients, self._client_cache)
         self._started = False
 
     @property
@@ -96,11 +148,32 @@ class IssuerRuntime:
         self._builtin_clients[client.client_id] = client
 
     async def client(self, client_id: str) -> ClientRecord | None:
-        """The registered client with this id (built-in first), or ``None``."""
+        """The registered client with this id (built-in first), or ``None``.
+
+        A client found in the store is kept in memory for `CLIENT_CACHE_TTL`
+        seconds (at most `CLIENT_CACHE_SIZE` of them): removing or disabling a
+        client, or rotating its secret, takes effect within 5 s on running
+        instances (at once when done through this runtime's ``store.clients``).
+        Unknown ids are asked of the store every time.
+        """
         builtin = self._builtin_clients.get(client_id)
         if builtin is not None:
             return builtin
-        return await self.store.clients.get(client_id)
+        now = self.clock()
+        cached = self._client_cache.get(client_id)
+        if cached is not None:
+            record, read_at = cached
+            if 0 <= now - read_at < CLIENT_CACHE_TTL:
+                return record
+            del self._client_cache[client_id]
+        found = await self.store.clients.get(client_id)
+        if found is not None:
+            cache = self._client_cache
+            cache.pop(client_id, None)
+            while len(cache) >= CLIENT_CACHE_SIZE:
+                del cache[next(iter(cache))]  # first in, first out
+            cache[client_id] = (found, now)
+        return found
 
     async def start(self) -> None:
         """Open the store (migrating it when configured) and load the signing keys.
