@@ -206,9 +206,12 @@ async def test_own_access_token_is_accepted_with_the_resource_servers_own_princi
     assert principal.expires_at.timestamp() == int(app.clock()) + 600
 
 
-async def test_every_configured_resource_is_an_accepted_audience(app: App) -> None:
-    principal = await app.server.verify(app.mint(audiences=(OTHER_API,)))
-    assert principal.subject == "user-alice"
+async def test_a_token_for_another_resource_is_refused_here(app: App) -> None:
+    # RFC 8707: a token asked for another API (resource=...) is that API's, not this one's:
+    # accepting it would let the other service replay it here.
+    with pytest.raises(InvalidToken) as refused:
+        await app.server.verify(app.mint(audiences=(OTHER_API,)))
+    assert refused.value.reason == "audience_mismatch"
     assert await app.server.verify(
         app.forge({"alg": "ES256", "kid": app.kid, "typ": "application/at+jwt"}, app.claims())
     )

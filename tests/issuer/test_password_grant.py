@@ -705,3 +705,20 @@ async def test_password_hash_not_logged_by_the_store(
     runtimes.append(runtime)
     _, hashes = await _log_scenario(runtime, "Sup3r-Secret-Passw0rd")
     assert hashes[2] not in caplog.text + _logged(caplog.records)
+
+
+@pytest.mark.parametrize("username", ["alice\x00", "\x00", "ali\x1bce", "al\x85ice"])
+async def test_a_control_character_in_the_username_is_an_unknown_user(
+    any_store: str, clock: Clock, runtimes: list[IssuerRuntime], username: str
+) -> None:
+    # PostgreSQL's text refuses NUL: looked up, it would be a 503 "store unavailable" on
+    # demand. It names no account: the same hash and answer as an unknown user.
+    started = await start_runtime(any_store, clock)
+    runtimes.append(started)
+    await add_user(started, "alice")
+    error = await refused(started, request(username))
+    assert (error.status, error.body()["error"], error.reason) == (
+        400,
+        "invalid_grant",
+        "unknown_user",
+    )

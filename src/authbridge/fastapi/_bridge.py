@@ -211,7 +211,7 @@ class AuthBridge:
                 raise ConfigurationError("resource_must_be_an_http_url")
             audiences = [p.policy.audiences for p in providers if isinstance(p, OIDCProvider)]
             if issuer is not None:
-                audiences.append(frozenset(issuer.resources))
+                audiences.append(frozenset({issuer.audience}))
             if audiences and not any(resource in a for a in audiences):
                 # RFC 9728 clients ask for tokens *for this resource*; a provider
                 # issues them with `aud` = resource, which must then be accepted.

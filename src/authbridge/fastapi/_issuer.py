@@ -31,6 +31,7 @@ attempt shared by concurrent requests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,10 @@ NO_STORE = {
 METADATA_CACHE_CONTROL = "public, max-age=3600"
 
 
+PURGE_INTERVAL = 600.0
+"""Seconds between two purges of expired rows by one instance."""
+
+
 class IssuerStarter:
     """Starts the issuer runtime, and starts it again later if the store was down.
 
@@ -85,6 +90,7 @@ class IssuerStarter:
         self.started = False
         self._failed_at: float | None = None
         self._attempts: SharedTasks[None] = SharedTasks()
+        self._timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start at the app's start-up.
@@ -112,6 +118,34 @@ class IssuerStarter:
             raise
         self._failed_at = None
         self.started = True
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._key_timer())
+
+    async def _key_timer(self) -> None:
+        """Reload the signing keys when due, and purge expired rows, without traffic.
+
+        Scheduled rotations, retirements and deletions then happen on time on
+        every instance, keys another instance added (or revoked) are taken up
+        within `KeyManager.refresh_interval`, and expired refresh tokens, rate
+        limit windows, replay records and one-time values leave the store
+        every `PURGE_INTERVAL` (any instance may purge: it deletes only what
+        has expired).
+        """
+        keys = self.runtime.keys
+        purge_at = self.runtime.clock()
+        while True:
+            wait = keys.next_refresh_at - self.runtime.clock()
+            await asyncio.sleep(min(max(wait, 1.0), max(keys.refresh_interval, 1.0)))
+            try:
+                await keys.maybe_refresh()
+                now = self.runtime.clock()
+                if now >= purge_at:
+                    purge_at = now + PURGE_INTERVAL
+                    await self.runtime.store.purge(now)
+            except StoreUnavailable as exc:
+                logger.warning("Store maintenance skipped, store unavailable: %s", exc.reason)
+            except Exception as exc:  # noqa: BLE001 - the timer must outlive a bug
+                _log_bug(exc)
 
     async def ensure_started(self) -> None:
         """Return once the runtime is started.
@@ -130,8 +164,13 @@ class IssuerStarter:
         await self._attempts.run(self._attempt)
 
     async def aclose(self) -> None:
-        """Close the runtime (its store connections)."""
+        """Stop the key timer and close the runtime (its store connections)."""
         self.started = False
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
         await self.runtime.aclose()
 
 
@@ -311,6 +350,8 @@ class IssuerEndpoints:
     async def _jwks(self) -> Response:
         try:
             await self.starter.ensure_started()
+            # A key scheduled by another instance is published here before it signs.
+            await self.runtime.keys.maybe_refresh()
             document = self.runtime.keys.jwks()
         except StoreUnavailable as exc:
             return oauth_error_response(store_unavailable(exc), realm=self.realm)

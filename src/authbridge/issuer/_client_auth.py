@@ -299,7 +299,7 @@ def _verified_claims(
     if exp > now + MAX_ASSERTION_LIFETIME + ASSERTION_LEEWAY:
         raise _refused("client_assertion_lifetime_too_long", basic=False)
     jti = claims["jti"]
-    if not jti or len(jti) > MAX_JTI_CHARS:
+    if not jti or len(jti) > MAX_JTI_CHARS or not _storable(jti):
         raise _refused("client_assertion_invalid_jti", basic=False)
     return exp, jti
 
@@ -327,3 +327,8 @@ def _keyset(client_id: str, jwks: Mapping[str, Any]) -> KeySet:
         del _KEYSETS[next(iter(_KEYSETS))]
     _KEYSETS[client_id] = (fingerprint, keys)
     return keys
+
+
+def _storable(text: str) -> bool:
+    """No control character (PostgreSQL's text refuses NUL; none belongs in an id)."""
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)

@@ -129,7 +129,9 @@ async def _grant(
     except PasswordTooLong:
         raise _invalid("password_too_long") from None
 
-    user = await runtime.users.by_username(name)
+    # A control character (NUL, which PostgreSQL's text refuses) names no account:
+    # no lookup, but the same hash and answer as an unknown user.
+    user = await runtime.users.by_username(name) if _storable(name) else None
     stored: str | None = None
     reason = "unknown_user"
     if user is not None:
@@ -201,3 +203,8 @@ async def _issue(
             auth_time=auth_time,
         )
     return runtime.token_response(access_token, expires_in, scopes, refresh_token)
+
+
+def _storable(text: str) -> bool:
+    """No control character: such a name can be no account's."""
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)

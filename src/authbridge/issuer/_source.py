@@ -60,7 +60,9 @@ class OwnTokenSource:
         self.provider = OIDCProvider(
             config.name,
             issuer=config.issuer,
-            audience=list(config.resources),
+            # Only the app's own audience: a token asked for another resource (RFC 8707)
+            # belongs to that API, and accepting it here would let that API replay it.
+            audience=config.audience,
             token_type="strict",
             algorithms=list(ACCEPTED_ALGORITHMS),
             required_claims=_REQUIRED_CLAIMS,
