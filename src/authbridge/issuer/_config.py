@@ -144,7 +144,7 @@ class AppIssuer:
         ```
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one validation per documented setting
         self,
         issuer: str,
         *,
@@ -256,7 +256,8 @@ class AppIssuer:
         self.migrate = migrate
         if not path_prefix.startswith("/") or path_prefix.endswith("/"):
             raise ConfigurationError(
-                "invalid_path_prefix", message="path_prefix starts with '/' and does not end with one"
+                "invalid_path_prefix",
+                message="path_prefix starts with '/' and does not end with one",
             )
         self.path_prefix = path_prefix
 
@@ -264,7 +265,10 @@ class AppIssuer:
         return f"AppIssuer({self.issuer!r}, name={self.name!r})"
 
     def endpoint(self, name: str) -> str:
-        """The absolute URL of endpoint ``name`` (``token``, ``revoke``, ``introspect``, ``jwks``)."""
+        """The absolute URL of endpoint ``name`` (``token``, ``revoke``, ``introspect``, ``jwks``).
+
+        ``name`` is appended to the issuer and ``path_prefix``.
+        """
         return f"{self.issuer.rstrip('/')}{self.path_prefix}/{name}"
 
     def bind(self, client: ClientSource, clock: Clock, *, timeout: float = 5.0) -> OwnTokenSource:
@@ -274,6 +278,6 @@ class AppIssuer:
         signing keys from the store (no HTTP); its ``runtime`` is the
         authorization server ([IssuerRuntime][authbridge.issuer.IssuerRuntime]).
         """
-        from ._runtime import IssuerRuntime
+        from ._runtime import IssuerRuntime  # noqa: PLC0415 - the runtime imports this module
 
         return IssuerRuntime(self, clock).source
