@@ -100,11 +100,21 @@ async def test_a_rotation_is_one_transaction(store: SQLStore) -> None:
     token = RefreshTokenRecord("h1", "f", 1, issued_at=now, expires_at=now + 60)
     with statements(store) as seen:
         assert await store.refresh.advance("f", from_generation=0, now=now, token=token)
-    expected = ["UPDATE", "INSERT"]
-    if store.dialect == "sqlite":
-        expected = ["BEGIN", *expected]  # BEGIN IMMEDIATE, issued by hand
-    assert seen == expected
+    if store.dialect == "sqlite":  # BEGIN IMMEDIATE, issued by hand, then both steps
+        assert seen == ["BEGIN", "UPDATE", "INSERT"]
+    else:  # WITH moved AS (UPDATE ... RETURNING) INSERT ...: one statement, no BEGIN
+        assert seen == ["WITH"]
     assert (await store.refresh.find("h1")) is not None
+    # a second rotation from the same generation changes nothing, inserts nothing
+    late = RefreshTokenRecord("h2", "f", 1, issued_at=now, expires_at=now + 60)
+    assert not await store.refresh.advance("f", from_generation=0, now=now, token=late)
+    assert await store.refresh.find("h2") is None
+    sibling = RefreshTokenRecord("h3", "f", 1, issued_at=now, expires_at=now + 60)
+    assert await store.refresh.add_sibling("f", generation=1, max_siblings=1, token=sibling)
+    extra = RefreshTokenRecord("h4", "f", 1, issued_at=now, expires_at=now + 60)
+    assert not await store.refresh.add_sibling("f", generation=1, max_siblings=1, token=extra)
+    assert await store.refresh.find("h3") is not None
+    assert await store.refresh.find("h4") is None
 
 
 async def test_postgres_reads_send_no_begin_or_commit(postgres_store_url: str) -> None:

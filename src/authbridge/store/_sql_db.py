@@ -46,7 +46,7 @@ from typing import Any, Literal, NamedTuple
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Row, make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -206,7 +206,7 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
 class Changed(NamedTuple):
     """What one writing statement did."""
 
-    row: Row[Any] | None
+    row: Any | None
     """Its first returned row (``RETURNING``), if any."""
     rowcount: int
     """How many rows it changed."""
@@ -336,7 +336,7 @@ class Database:
         async with self._unit(write=True, mode="EXCLUSIVE", transaction=True) as conn:
             yield conn
 
-    async def first(self, statement: Any, params: Any = None) -> Row[Any] | None:
+    async def first(self, statement: Any, params: Any = None) -> Any | None:
         """Run one reading statement; its first row (``None`` without rows)."""
         for attempt in (1, 2):
             try:
@@ -349,7 +349,7 @@ class Database:
                     raise StoreUnavailable("unreachable:connection_lost") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def all(self, statement: Any, params: Any = None) -> list[Row[Any]]:
+    async def all(self, statement: Any, params: Any = None) -> list[Any]:
         """Run one reading statement; every row."""
         for attempt in (1, 2):
             try:

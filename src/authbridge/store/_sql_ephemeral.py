@@ -39,9 +39,9 @@ _SEEN = select(_replay.c.key).where(
 
 
 def _hit_statement(db: Database) -> Any:
-    now = bindparam("now", type_=Double())
+    now: Any = bindparam("now", type_=Double())
     first = bindparam("first", type_=Integer())  # a negative cost gives back, never below 0
-    end = bindparam("end", type_=Double())
+    end: Any = bindparam("end", type_=Double())
     ended = _limits.c.window_end <= now
     added = _limits.c.count + bindparam("cost", type_=Integer())
     statement = db.insert(_limits).values(key=bindparam("key_"), count=first, window_end=end)

@@ -1,8 +1,9 @@
 """Refresh-token families and signing keys in SQL.
 
 The refresh steps that decide races are single conditional ``UPDATE``
-statements whose row count decides (inside the unit's transaction, on SQLite
-``BEGIN IMMEDIATE``; a revocation is that one statement alone):
+statements whose row count decides (on SQLite inside ``BEGIN IMMEDIATE``, the
+new token inserted in the same transaction; on PostgreSQL the new token's
+``INSERT`` is the same statement, ``WITH moved AS (UPDATE ... RETURNING)``):
 of two concurrent calls with the same expectation, one changes the row and
 the other finds it changed.
 """
@@ -61,6 +62,31 @@ _REVOKE = (
 _INSERT_TOKEN = _tokens.insert()
 
 
+def _and_insert_token(step: Any) -> Any:
+    """One PostgreSQL statement: the family's conditional ``UPDATE``, and the token if it hit.
+
+    ``WITH moved AS (UPDATE ... RETURNING) INSERT ... SELECT ... FROM moved``: the
+    token is inserted exactly when the update changed the row (the row count
+    decides, as in the two-statement transaction), and nothing is written
+    otherwise. One statement is atomic: no ``BEGIN``/``COMMIT`` round trips.
+    """
+    moved = step.returning(_families.c.id, _families.c.generation).cte("moved")
+    return _tokens.insert().from_select(
+        ["token_hash", "family_id", "generation", "issued_at", "expires_at"],
+        select(
+            bindparam("tok_hash", type_=_tokens.c.token_hash.type),
+            moved.c.id,
+            moved.c.generation,
+            bindparam("tok_issued", type_=_tokens.c.issued_at.type),
+            bindparam("tok_expires", type_=_tokens.c.expires_at.type),
+        ),
+    )
+
+
+_ADVANCE_PG = _and_insert_token(_ADVANCE)
+_ADD_SIBLING_PG = _and_insert_token(_ADD_SIBLING)
+
+
 def _token_row(token: RefreshTokenRecord) -> dict[str, Any]:
     return {
         "token_hash": token.token_hash,
@@ -68,6 +94,14 @@ def _token_row(token: RefreshTokenRecord) -> dict[str, Any]:
         "generation": token.generation,
         "issued_at": token.issued_at,
         "expires_at": token.expires_at,
+    }
+
+
+def _token_params(token: RefreshTokenRecord) -> dict[str, Any]:
+    return {
+        "tok_hash": token.token_hash,
+        "tok_issued": token.issued_at,
+        "tok_expires": token.expires_at,
     }
 
 
@@ -143,16 +177,17 @@ class SQLRefresh:
     ) -> bool:
         """Rotate if the family is live at ``from_generation``; whether this call did it."""
         _check_token(token, family_id, from_generation + 1)
+        params = {
+            "fid": family_id,
+            "from_generation": from_generation,
+            "to_generation": from_generation + 1,
+            "now": now,
+        }
+        if self._db.dialect == "postgresql":
+            both = await self._db.change(_ADVANCE_PG, {**params, **_token_params(token)})
+            return both.rowcount == 1
         async with self._db.write() as conn:
-            result = await conn.execute(
-                _ADVANCE,
-                {
-                    "fid": family_id,
-                    "from_generation": from_generation,
-                    "to_generation": from_generation + 1,
-                    "now": now,
-                },
-            )
+            result = await conn.execute(_ADVANCE, params)
             if result.rowcount != 1:
                 return False
             await conn.execute(_INSERT_TOKEN, _token_row(token))
@@ -163,11 +198,12 @@ class SQLRefresh:
     ) -> bool:
         """Issue one more token at ``generation`` if fewer than ``max_siblings`` were."""
         _check_token(token, family_id, generation)
+        params = {"fid": family_id, "at_generation": generation, "max_siblings": max_siblings}
+        if self._db.dialect == "postgresql":
+            both = await self._db.change(_ADD_SIBLING_PG, {**params, **_token_params(token)})
+            return both.rowcount == 1
         async with self._db.write() as conn:
-            result = await conn.execute(
-                _ADD_SIBLING,
-                {"fid": family_id, "at_generation": generation, "max_siblings": max_siblings},
-            )
+            result = await conn.execute(_ADD_SIBLING, params)
             if result.rowcount != 1:
                 return False
             await conn.execute(_INSERT_TOKEN, _token_row(token))
