@@ -114,9 +114,9 @@ class IssuerRuntime:
     """
 
     def __init__(self, config: AppIssuer, clock: Clock) -> None:
-        from ._keys import KeyManager
-        from ._passwords import PasswordHasher
-        from ._source import OwnTokenSource
+        from ._keys import KeyManager  # noqa: PLC0415 - these modules import this one
+        from ._passwords import PasswordHasher  # noqa: PLC0415 - these modules import this one
+        from ._source import OwnTokenSource  # noqa: PLC0415 - these modules import this one
 
         self.config = config
         self.clock = clock
@@ -205,7 +205,7 @@ class IssuerRuntime:
             OAuthError: every refusal, with its RFC 6749 §5.2 code.
             StoreUnavailable: the store failed (the HTTP layer answers 503).
         """
-        from . import _client_auth, _client_grant, _password_grant, _refresh
+        from . import _client_auth, _client_grant, _password_grant, _refresh  # noqa: PLC0415 - these modules import this one
 
         grants: dict[str, Grant] = {
             "password": _password_grant.grant,
@@ -237,7 +237,7 @@ class IssuerRuntime:
         Raises:
             OAuthError: the client did not authenticate, or the request is malformed.
         """
-        from . import _client_auth, _revocation
+        from . import _client_auth, _revocation  # noqa: PLC0415 - these modules import this one
 
         client = await _client_auth.authenticate(self, request)
         await _revocation.revoke(self, client, request)
@@ -248,7 +248,7 @@ class IssuerRuntime:
         Raises:
             OAuthError: the client did not authenticate, or is public.
         """
-        from . import _client_auth, _introspection
+        from . import _client_auth, _introspection  # noqa: PLC0415 - these modules import this one
 
         client = await _client_auth.authenticate(self, request)
         return await _introspection.introspect(self, client, request)
@@ -273,7 +273,9 @@ class IssuerRuntime:
         granted = wanted & allowed_set
         if not granted:
             raise OAuthError(
-                "invalid_scope", "None of the requested scopes is allowed", reason="scope_not_allowed"
+                "invalid_scope",
+                "None of the requested scopes is allowed",
+                reason="scope_not_allowed",
             )
         return granted
 
@@ -357,7 +359,12 @@ class IssuerRuntime:
                 "private_key_jwt",
                 "none",
             ],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+            "token_endpoint_auth_signing_alg_values_supported": [
+                "ES256",
+                "RS256",
+                "PS256",
+                "EdDSA",
+            ],
             "revocation_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
@@ -369,7 +376,6 @@ class IssuerRuntime:
                 "client_secret_post",
                 "private_key_jwt",
             ],
-            "code_challenge_methods_supported": ["S256"],
         }
 
 
