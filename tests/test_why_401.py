@@ -8,6 +8,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "authbridge"
 WHY_401 = Path(__file__).resolve().parents[1] / "docs" / "why-401.md"
 _ERRORS = {"InvalidToken", "ProviderUnavailable", "MissingToken"}
+# Where `reason = ...` names an OAuth grant's or the store's own code (documented with the
+# issuer), not a bearer token's refusal; their InvalidToken/ProviderUnavailable calls count.
+_OWN_REASONS_ELSEWHERE = ("issuer", "store")
 
 
 def _literal(node: ast.expr, constants: dict[str, str]) -> str | None:
@@ -44,8 +47,10 @@ def reason_codes() -> set[str]:
                 name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
                 if name in _ERRORS or name == "refusal":
                     found = node.args[0]
-            elif isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "reason" for t in node.targets
+            elif (
+                isinstance(node, ast.Assign)
+                and path.relative_to(SRC).parts[0] not in _OWN_REASONS_ELSEWHERE
+                and any(isinstance(t, ast.Name) and t.id == "reason" for t in node.targets)
             ):
                 found = node.value
             elif isinstance(node, ast.FunctionDef) and node.name.endswith("_reason"):

@@ -38,6 +38,7 @@ import importlib
 import importlib.util
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
@@ -49,6 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import await_only
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ._records import Conflict
@@ -417,7 +419,7 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        _wal(cursor)  # readers never block the writer
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -441,6 +443,29 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         rollback(dbapi_connection)
 
     dialect.do_rollback = _do_rollback  # type: ignore[method-assign]
+
+
+def _wal(cursor: Any) -> None:
+    """Switch the file to WAL, once; wait while another connection holds it.
+
+    Changing the journal mode needs the file to itself, and SQLite answers
+    ``database is locked`` at once, without its busy handler, while another
+    connection (another instance starting, migrating) is using it. Runs in
+    SQLAlchemy's greenlet on the event loop, so it waits with the loop's sleep.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    row = cursor.fetchone()
+    if row is not None and str(row[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await_only(asyncio.sleep(0.02))  # the event loop's, not a blocking sleep
 
 
 def _sqlite_in_transaction(dbapi_connection: Any) -> bool | None:
