@@ -85,6 +85,23 @@ def command(name: str, summary: str) -> Callable[[F], F]:
     return app.command(name, cls=Command, short_help=summary)
 
 
+def group(name: str, help: str) -> typer.Typer:
+    """A command group (``authbridge users ...``) with the same plain output as `app`."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+    )
+
+
+def group_command(owner: typer.Typer, name: str, summary: str) -> Callable[[F], F]:
+    """Register a command of a group with the plain help format (see `command`)."""
+    return owner.command(name, cls=Command, short_help=summary)
+
+
 def fail(message: str, code: int) -> NoReturn:
     """Print ``message`` on standard error and exit with ``code``."""
     typer.echo(message, err=True)

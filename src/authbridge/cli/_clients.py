@@ -12,23 +12,22 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
 
 from ..issuer._client_auth import MAX_CLIENT_ID_CHARS, SECRET_METHODS
-from ..issuer._config import GRANT_TYPES
+from ..issuer._config import GRANT_TYPES, SCOPE_CHARS
 from ..issuer._secrets import CLIENT_SECRET_PREFIX, hash_secret, new_secret
 from ..jose.keys import PRIVATE_MEMBERS, UnusableKey, key_from_jwk
 from ..store import ClientAuthMethod, ClientRecord, Conflict, Store
-from ._app import REFUSED, UNAVAILABLE, Command, fail, to_json
+from ._app import REFUSED, UNAVAILABLE, F, fail, group, group_command, to_json
 from ._stores import StoreOption, with_store
 
 MAX_JWKS_BYTES = 64 * 1024
 """Largest JWKS file read by ``--jwks-file``."""
 
-_SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 _VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
 
 _AUTH_METHODS: dict[str, ClientAuthMethod] = {
@@ -37,23 +36,17 @@ _AUTH_METHODS: dict[str, ClientAuthMethod] = {
     "private_key_jwt": "private_key_jwt",
 }
 
-clients_app = typer.Typer(
-    name="clients",
-    help=(
+clients_app = group(
+    "clients",
+    (
         "Register the OAuth clients of the app's own authorization server (machines, "
         "first-party apps) and rotate their secrets."
     ),
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _command(name: str, summary: str) -> Callable[[F], F]:
-    return clients_app.command(name, cls=Command, short_help=summary)
+    return group_command(clients_app, name, summary)
 
 
 ClientIdArgument = Annotated[
@@ -115,7 +108,7 @@ def _read_jwks(path: Path) -> dict[str, Any]:
 
 def _check_scopes(scopes: list[str]) -> frozenset[str]:
     for scope in scopes:
-        if not scope or not set(scope) <= _SCOPE_CHARS:
+        if not scope or not set(scope) <= SCOPE_CHARS:
             fail(
                 f"error: scope names are printable ASCII without spaces or quotes, got {scope!r}",
                 UNAVAILABLE,

@@ -19,19 +19,15 @@ import typer
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store import _migrate
-from ._app import OK, REFUSED, UNAVAILABLE, Command, fail
+from ._app import OK, REFUSED, UNAVAILABLE, Command, fail, group
 from ._stores import StoreOption, redacted, store_url
 
 T = TypeVar("T")
 
-db_app = typer.Typer(
-    name="db",
-    help="Create or upgrade the store's schema.\n\nThe store keeps its own tables "
+db_app = group(
+    "db",
+    "Create or upgrade the store's schema.\n\nThe store keeps its own tables "
     "(authbridge_*) and its own Alembic version table (authbridge_alembic_version).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
 )
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
@@ -22,26 +22,29 @@ from ..issuer._config import KEK_ENV, AppIssuer
 from ..issuer._kek import SigningKeyInfo, new_kek
 from ..issuer._keys import KeyManager
 from ..store import Store
-from ._app import REFUSED, UNAVAILABLE, Command, fail, library_logs, to_json
+from ._app import (
+    REFUSED,
+    UNAVAILABLE,
+    F,
+    fail,
+    group,
+    group_command,
+    library_logs,
+    to_json,
+)
 from ._stores import StoreOption, with_store
 
-keys_app = typer.Typer(
-    name="keys",
-    help=(
+keys_app = group(
+    "keys",
+    (
         "The signing keys of the app's own authorization server: list them, rotate them, "
         "make a key-encryption key."
     ),
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _command(name: str, summary: str) -> Callable[[F], F]:
-    return keys_app.command(name, cls=Command, short_help=summary)
+    return group_command(keys_app, name, summary)
 
 
 class Algorithm(StrEnum):

@@ -17,33 +17,27 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from ..issuer._config import SCOPE_CHARS
 from ..issuer._password_grant import MAX_USERNAME_CHARS
 from ..issuer._passwords import PasswordTooLong, hash_password, normalize_username, password_bytes
 from ..store import Conflict, Store, UserRecord
-from ._app import REFUSED, UNAVAILABLE, Command, fail, to_json
+from ._app import REFUSED, UNAVAILABLE, F, fail, group, group_command, to_json
 from ._stores import StoreOption, with_store
 
-_SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 _PAGE = 100
 
-users_app = typer.Typer(
-    name="users",
-    help="Manage the local accounts that log in with the password grant.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
+users_app = group(
+    "users",
+    "Manage the local accounts that log in with the password grant.",
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _command(name: str, summary: str) -> Callable[[F], F]:
-    return users_app.command(name, cls=Command, short_help=summary)
+    return group_command(users_app, name, summary)
 
 
 UsernameArgument = Annotated[
@@ -85,7 +79,7 @@ def _username(value: str) -> str:
 
 def _scopes(scopes: list[str]) -> frozenset[str]:
     for scope in scopes:
-        if not scope or not set(scope) <= _SCOPE_CHARS:
+        if not scope or not set(scope) <= SCOPE_CHARS:
             fail(
                 f"error: scope names are printable ASCII without spaces or quotes, got {scope!r}",
                 UNAVAILABLE,

@@ -29,7 +29,8 @@ KEK_ENV = "AUTHBRIDGE_KEY_ENCRYPTION_KEY"
 STORE_ENV = "AUTHBRIDGE_STORE"
 """Environment variable the command line reads for the store URL."""
 
-_SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
+SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
+"""Characters of a scope name (RFC 6749 §3.3 scope-token)."""
 
 
 def _scope_map(scopes: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
@@ -40,7 +41,7 @@ def _scope_map(scopes: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
         )
     found = dict(scopes) if isinstance(scopes, Mapping) else {s: s for s in scopes}
     for scope in found:
-        if not isinstance(scope, str) or not scope or not set(scope) <= _SCOPE_CHARS:
+        if not isinstance(scope, str) or not scope or not set(scope) <= SCOPE_CHARS:
             raise ConfigurationError(
                 "invalid_scope_name",
                 message=f"scope names are printable ASCII without spaces or quotes, got {scope!r}",
