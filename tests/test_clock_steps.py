@@ -30,7 +30,7 @@ from authbridge import (
 )
 from authbridge._shared import FailureClock, within
 from authbridge.jose.remote import RemoteJWKS
-from authbridge.providers.discovery import MetadataCache
+from authbridge.metadata import MetadataCache
 from authbridge.testing import FakeIssuer
 
 COOLDOWN = 30.0

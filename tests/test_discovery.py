@@ -33,7 +33,7 @@ from authbridge import (
     ResourceServer,
     UserinfoProvider,
 )
-from authbridge.providers.discovery import MetadataCache, describe_unavailable
+from authbridge.metadata import MetadataCache, describe_unavailable
 from authbridge.testing import FakeIssuer
 
 OIDC = "/.well-known/openid-configuration"

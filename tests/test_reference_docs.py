@@ -19,7 +19,7 @@ import pytest
 
 from authbridge import AuthBridge, GitHubProvider, GoogleProvider, OIDCProvider, ResourceServer
 from authbridge._http import DEFAULT_TIMEOUT
-from authbridge.resource import apis
+from authbridge.providers import github, google
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "authbridge"
 ROLE = re.compile(r":(?:py:)?(?:class|meth|mod|func|attr|data|exc|obj|const):`")
@@ -83,6 +83,6 @@ def test_literal_defaults_equal_the_constants() -> None:
     assert _default(ResourceServer, "http_timeout") == DEFAULT_TIMEOUT
     assert _default(OIDCProvider.bind, "timeout") == DEFAULT_TIMEOUT
     assert _default(GoogleProvider.bind, "timeout") == DEFAULT_TIMEOUT
-    assert _default(GitHubProvider, "token_prefixes") == apis.GITHUB_TOKEN_PREFIXES
-    assert _default(GoogleProvider, "tokeninfo_url") == apis.GOOGLE_TOKENINFO
-    assert _default(GoogleProvider, "jwks_uri") == apis.GOOGLE_JWKS_URI
+    assert _default(GitHubProvider, "token_prefixes") == github.GITHUB_TOKEN_PREFIXES
+    assert _default(GoogleProvider, "tokeninfo_url") == google.GOOGLE_TOKENINFO
+    assert _default(GoogleProvider, "jwks_uri") == google.GOOGLE_JWKS_URI

@@ -15,8 +15,14 @@ from .errors import (
 )
 from .fastapi import AuthBridge, SwaggerLogin
 from .issuer import AppIssuer
-from .resource import Introspection, OIDCProvider, Principal, ResourceServer
-from .resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
+from .providers import (
+    FacebookProvider,
+    GitHubProvider,
+    GoogleProvider,
+    OIDCProvider,
+    UserinfoProvider,
+)
+from .resource import Introspection, Principal, ResourceServer
 
 __all__ = [
     "AppIssuer",

@@ -23,6 +23,7 @@ __all__ = [
     "ConfigurationError",
     "InsufficientScope",
     "InvalidToken",
+    "LoginError",
     "MissingToken",
     "ProviderUnavailable",
     "StoreUnavailable",
@@ -252,3 +253,17 @@ class StoreUnavailable(AuthBridgeError):
     """
 
     code = "store_unavailable"
+
+
+class LoginError(AuthBridgeError):
+    """A login could not complete: a tampered, replayed, expired or refused callback.
+
+    The HTTP layer answers 400 with an escaped page (or, for the app's own
+    authorize endpoint, an RFC 6749 §4.1.2.1 error redirect where that is
+    safe). ``reason`` is a stable code for logs (``state_unknown``,
+    ``browser_mismatch``, ``nonce_mismatch``, ``provider_error``, ...); it never
+    holds a code, token, verifier, secret or cookie. ``detail`` may hold the
+    provider's own ``error`` code (bounded), shown only escaped.
+    """
+
+    code = "login_failed"

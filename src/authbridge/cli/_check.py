@@ -25,14 +25,14 @@ from .._http import DEFAULT_MAX_BYTES, HttpClientHolder, fetch_json
 from ..errors import ConfigurationError, ProviderUnavailable
 from ..jose import import_jwks
 from ..jose.keys import UnusableKey, key_from_jwk
-from ..providers.discovery import (
+from ..metadata import (
     MetadataCache,
     ProviderMetadata,
     check_issuer_url,
     describe_unavailable,
     discovery_urls,
 )
-from ..resource import OIDCProvider
+from ..providers import OIDCProvider
 from ..resource.provider import DEFAULT_ALGORITHMS
 from ._app import OK, REFUSED, UNAVAILABLE, command, fail, library_logs, to_json
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .._version import __version__
 from ..errors import ConfigurationError
-from ..providers.discovery import check_issuer_url
+from ..metadata import check_issuer_url
 from ..testing import FakeIssuer, ServedFakeIssuer, sign_jwt
 from ._app import UNAVAILABLE, command, fail
 

@@ -15,8 +15,9 @@ import typer
 from ..errors import AuthBridgeError, ConfigurationError, ProviderUnavailable
 from ..jose import parse_compact
 from ..jose._jwt import TokenType, numeric_date
-from ..providers.discovery import describe_unavailable
-from ..resource import OIDCProvider, Principal, ResourceServer
+from ..metadata import describe_unavailable
+from ..providers import OIDCProvider
+from ..resource import Principal, ResourceServer
 from ._app import (
     MAX_INPUT_CHARS,
     REFUSED,

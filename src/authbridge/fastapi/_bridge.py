@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse
 from .._clock import Clock, system_clock
 from .._httpx import AsyncTransport
 from ..errors import AuthBridgeError, ConfigurationError, ProviderUnavailable
-from ..providers.discovery import ProviderMetadata
+from ..metadata import ProviderMetadata
 from ..resource.base import Provider
 from ..resource.principal import Principal
-from ..resource.provider import BoundProvider, OIDCProvider
+from ..resource.provider import BoundProvider, JWTProvider
 from ..resource.server import ResourceServer
 from ..store import ClientRecord
 from ._docs import swagger_ui_router
@@ -209,7 +209,7 @@ class AuthBridge:
         if resource is not None:
             if urlsplit(resource).scheme not in ("https", "http"):
                 raise ConfigurationError("resource_must_be_an_http_url")
-            audiences = [p.policy.audiences for p in providers if isinstance(p, OIDCProvider)]
+            audiences = [p.policy.audiences for p in providers if isinstance(p, JWTProvider)]
             if issuer is not None:
                 audiences.append(frozenset({issuer.audience}))
             if audiences and not any(resource in a for a in audiences):
@@ -284,11 +284,11 @@ class AuthBridge:
     @staticmethod
     def _check_login(
         providers: Sequence[Provider], login: SwaggerLogin | None
-    ) -> OIDCProvider | None:
+    ) -> JWTProvider | None:
         if login is None:
             return None
         for provider in providers:
-            if provider.name == login.provider and isinstance(provider, OIDCProvider):
+            if provider.name == login.provider and isinstance(provider, JWTProvider):
                 return provider
         raise ConfigurationError("swagger_login_needs_an_oidc_provider", provider=login.provider)
 
@@ -382,7 +382,7 @@ class AuthBridge:
 
     @staticmethod
     def _authorization_code_model(
-        provider: OIDCProvider, login: SwaggerLogin, metadata: ProviderMetadata | None
+        provider: JWTProvider, login: SwaggerLogin, metadata: ProviderMetadata | None
     ) -> OAuth2Model:
         # Until discovery ran (in the lifespan), configured or conventional URLs.
         base = provider.issuer.rstrip("/")
@@ -590,7 +590,7 @@ class AuthBridge:
             "resource": self.resource,
             "authorization_servers": [
                 *([self._issuer_config.issuer] if self._issuer_config is not None else []),
-                *(p.issuer for p in self.resource_server.providers if isinstance(p, OIDCProvider)),
+                *(p.issuer for p in self.resource_server.providers if isinstance(p, JWTProvider)),
             ],
             "scopes_supported": list(scopes),
             "bearer_methods_supported": methods,

@@ -44,7 +44,7 @@ from .._shared import SharedTasks, within
 from ..errors import ProviderUnavailable, StoreUnavailable
 from ..issuer import IssuerRuntime, OAuthError, TokenRequest
 from ..issuer._runtime import store_unavailable
-from ..providers.discovery import OIDC_SUFFIX, RFC8414_SUFFIX
+from ..metadata import OIDC_SUFFIX, RFC8414_SUFFIX
 
 logger = logging.getLogger("authbridge.fastapi")
 

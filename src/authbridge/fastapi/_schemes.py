@@ -23,9 +23,9 @@ from fastapi.openapi.models import (
     OAuthFlows,
 )
 
-from ..resource.apis import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
+from ..providers import FacebookProvider, GitHubProvider, GoogleProvider, UserinfoProvider
 from ..resource.base import Provider
-from ..resource.provider import OIDCProvider
+from ..resource.provider import JWTProvider
 
 
 def authorization_code_model(
@@ -101,7 +101,7 @@ def describe(provider: Provider) -> str:
         return "A Facebook user access token"
     if isinstance(provider, UserinfoProvider):
         return f"An access token of {provider.issuer} (checked at its userinfo endpoint)"
-    if isinstance(provider, OIDCProvider):
+    if isinstance(provider, JWTProvider):
         kinds = "JWT or opaque" if provider.introspection else "JWT"
         return f"An access token ({kinds}) issued by {provider.issuer}"
     return f"A token of {provider.name}"

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from .._clock import Clock
 from .._http import ClientSource
 from ..errors import ConfigurationError
-from ..providers.discovery import check_issuer_url
+from ..metadata import check_issuer_url
 from ..store import Store, UserDirectory
 
 if TYPE_CHECKING:

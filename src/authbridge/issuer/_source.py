@@ -22,7 +22,7 @@ from ..errors import InvalidToken, ProviderUnavailable, StoreUnavailable
 from ..jose import KeySet, ParsedJWT, check_claims, check_header
 from ..resource.base import Verified
 from ..resource.principal import Principal
-from ..resource.provider import OIDCProvider
+from ..resource.provider import JWTProvider
 from ._secrets import CODE_PREFIX, REFRESH_TOKEN_PREFIX
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class OwnTokenSource:
     def __init__(self, runtime: IssuerRuntime) -> None:
         config = runtime.config
         self.runtime = runtime
-        self.provider = OIDCProvider(
+        self.provider = JWTProvider(
             config.name,
             issuer=config.issuer,
             # Only the app's own audience: a token asked for another resource (RFC 8707)

@@ -2,14 +2,14 @@
 
 from .introspection import Introspection
 from .principal import Principal
-from .provider import DEFAULT_ALGORITHMS, BoundProvider, OIDCProvider
+from .provider import DEFAULT_ALGORITHMS, BoundProvider, JWTProvider
 from .server import ResourceServer
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
     "BoundProvider",
     "Introspection",
-    "OIDCProvider",
+    "JWTProvider",
     "Principal",
     "ResourceServer",
 ]

@@ -17,7 +17,7 @@ MAX_API_RESPONSE = 256 * 1024
 """Largest answer read from a provider's API."""
 
 
-def _principal(
+def api_principal(
     *,
     provider: str,
     issuer: str,
@@ -39,7 +39,7 @@ def _principal(
     )
 
 
-class _ApiProvider:
+class ApiProviderBase:
     """What the API-verifier configurations share: routing and cache settings."""
 
     name: str
@@ -72,14 +72,14 @@ class _ApiProvider:
         self.negative_cache_ttl = negative_cache_ttl
 
 
-class _ApiSource(NoJWT):
+class ApiSource(NoJWT):
     """Shared runtime of the API verifiers: routing attributes, HTTP, cache horizon."""
 
     max_token_bytes = 4096
     cache_marker: object = None
 
     def __init__(
-        self, provider: _ApiProvider, client: ClientSource, clock: Clock, *, timeout: float
+        self, provider: ApiProviderBase, client: ClientSource, clock: Clock, *, timeout: float
     ) -> None:
         self.name = provider.name
         self.opaque_prefixes = provider.token_prefixes

@@ -20,7 +20,7 @@ from ..jose import (
 )
 from ..jose._jwt import TokenType, client_of
 from ..jose.keys import HMAC_ALGS, key_from_secret
-from ..providers.discovery import MetadataCache, ProviderMetadata, check_issuer_url
+from ..metadata import MetadataCache, ProviderMetadata, check_issuer_url
 from .base import Verified, as_tuple, lookup, scope_tokens, strings
 from .introspection import (
     Introspection,
@@ -37,8 +37,11 @@ DEFAULT_ALGORITHMS = (
 _ALWAYS_REQUIRED = frozenset({"iss", "exp"})
 
 
-class OIDCProvider:
-    """An OAuth 2.0 / OpenID Connect issuer whose JWT access tokens the app accepts.
+class JWTProvider:
+    """An issuer whose JWT access tokens the app accepts: the resource-server part of a provider.
+
+    [OIDCProvider][authbridge.OIDCProvider] adds logging in to it; this base is
+    what the resource server needs (keys, claims, introspection).
 
     Nothing is fetched here: discovery and keys load lazily on first use or in
     the app's lifespan, so the app starts even when the provider is down.
@@ -201,7 +204,7 @@ class OIDCProvider:
         )
 
     def __repr__(self) -> str:
-        return f"OIDCProvider({self.name!r}, issuer={self.issuer!r})"
+        return f"{type(self).__name__}({self.name!r}, issuer={self.issuer!r})"
 
     def principal_from(self, claims: Mapping[str, Any]) -> Principal:
         """Build the [Principal][authbridge.Principal] for verified ``claims``.
@@ -258,13 +261,13 @@ class OIDCProvider:
 
 
 class BoundProvider:
-    """An ``OIDCProvider`` inside one app: metadata, key cache, introspection.
+    """A ``JWTProvider`` inside one app: metadata, key cache, introspection.
 
     Implements ``authbridge.resource.base.Source``.
     """
 
     def __init__(
-        self, provider: OIDCProvider, client: ClientSource, clock: Clock, *, timeout: float
+        self, provider: JWTProvider, client: ClientSource, clock: Clock, *, timeout: float
     ) -> None:
         self.provider = provider
         self.name = provider.name

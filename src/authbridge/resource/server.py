@@ -17,7 +17,7 @@ from .._httpx import AsyncTransport
 from .._shared import SharedTasks
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
 from ..jose import parse_compact
-from ..providers.discovery import describe_unavailable
+from ..metadata import describe_unavailable
 from ._limits import (
     DEFAULT_MAX_CHECKS_PER_SECOND,
     DEFAULT_MAX_CONCURRENT_CHECKS,

@@ -18,7 +18,7 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ..resource.provider import OIDCProvider
+from ..providers.oidc import OIDCProvider
 
 __all__ = ["BadTokens", "FakeIssuer", "ServedFakeIssuer", "sign_jwt"]
 

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._clock import Clock
-from .._http import DEFAULT_MAX_BYTES, ClientSource, fetch_json
-from .._shared import FailureClock, SharedTasks
-from ..errors import ConfigurationError, ProviderUnavailable
+from ._clock import Clock
+from ._http import DEFAULT_MAX_BYTES, ClientSource, fetch_json
+from ._shared import FailureClock, SharedTasks
+from .errors import ConfigurationError, ProviderUnavailable
 
 OIDC_SUFFIX = "/.well-known/openid-configuration"
 RFC8414_SUFFIX = "/.well-known/oauth-authorization-server"
