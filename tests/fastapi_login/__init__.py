@@ -1,0 +1,1 @@
+"""Tests of the login routes, pages and sessions of the FastAPI layer."""
