@@ -42,7 +42,7 @@ def test_migrations_ship_in_the_package_and_need_no_ini() -> None:
     assert (package / "migrations" / "env.py").is_file()
     assert list((package / "migrations" / "versions").glob("r*.py"))
     assert not list(package.rglob("alembic.ini"))
-    assert _migrate.head() == "0001"
+    assert _migrate.head() == "0002"
 
 
 async def test_models_and_migrations_agree(empty_url: str) -> None:

@@ -1,5 +1,5 @@
-"""The store: users, identities, clients, refresh families, signing keys and
-short-lived shared state, behind typed async protocols.
+"""The store: users, identities, sessions, clients, refresh families, signing keys
+and short-lived shared state, behind typed async protocols.
 
 `open_store` turns a URL into a backend: ``sqlite+aiosqlite:///authbridge.db``
 (the embedded default: a file, no server) or
@@ -20,8 +20,10 @@ from ._protocols import (
     RateLimitStore,
     RefreshStore,
     ReplayStore,
+    SessionStore,
     SigningKeyStore,
     Store,
+    UnlinkOutcome,
     UserDirectory,
     UserStore,
 )
@@ -32,6 +34,7 @@ from ._records import (
     IdentityRecord,
     RefreshFamily,
     RefreshTokenRecord,
+    SessionRecord,
     SigningKeyRecord,
     UserRecord,
 )
@@ -52,10 +55,13 @@ __all__ = [
     "RefreshTokenRecord",
     "ReplayStore",
     "SQLStore",
+    "SessionRecord",
+    "SessionStore",
     "SigningKeyRecord",
     "SigningKeyStore",
     "Store",
     "StoreUnavailable",
+    "UnlinkOutcome",
     "UserDirectory",
     "UserRecord",
     "UserStore",

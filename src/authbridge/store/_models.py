@@ -46,7 +46,8 @@ users = Table(
     Column("password_hash", Text, nullable=True),
     Column("scopes", Text, nullable=False),
     Column("disabled", Boolean, nullable=False),
-    Column("email", Text, nullable=True),
+    # Linking by email looks accounts up by address (revision 0002).
+    Column("email", Text, nullable=True, index=True),
     Column("email_verified", Boolean, nullable=False),
     Column("created_at", Double, nullable=False),
 )
@@ -66,6 +67,29 @@ identities = Table(
     Column("email", Text, nullable=True),
     Column("email_verified", Boolean, nullable=False),
     Column("created_at", Double, nullable=False),
+)
+
+# Browser sessions (revision 0002). ``idle_expires_at`` never passes ``expires_at``
+# (the store caps it), so it alone says when a session is over: one index serves reads
+# and purges.
+sessions = Table(
+    "authbridge_sessions",
+    metadata,
+    Column("id_hash", Text, primary_key=True),
+    Column(
+        "user_id",
+        Text,
+        ForeignKey("authbridge_users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", Double, nullable=False),
+    Column("last_seen_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("idle_expires_at", Double, nullable=False, index=True),
+    Column("provider", Text, nullable=True),
+    Column("id_token", LargeBinary, nullable=True),
+    Column("extra", Text, nullable=False),
 )
 
 clients = Table(
@@ -168,6 +192,7 @@ __all__ = [
     "refresh_families",
     "refresh_tokens",
     "replay",
+    "sessions",
     "signing_keys",
     "users",
 ]

@@ -14,16 +14,20 @@ Nothing else escapes a backend.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from ._records import (
     ClientRecord,
     IdentityRecord,
     RefreshFamily,
     RefreshTokenRecord,
+    SessionRecord,
     SigningKeyRecord,
     UserRecord,
 )
+
+UnlinkOutcome = Literal["unlinked", "not_linked", "last_login_method"]
+"""What [IdentityStore.unlink_from][authbridge.store.IdentityStore.unlink_from] did."""
 
 
 @runtime_checkable
@@ -67,6 +71,17 @@ class UserStore(UserDirectory, Protocol):
         """Accounts ordered by username, at most ``limit``, after username ``after``."""
         ...
 
+    async def by_email(
+        self, email: str, *, verified: bool = True, limit: int = 10
+    ) -> Sequence[UserRecord]:
+        """Accounts whose ``email`` is exactly ``email`` (ordered by id, at most ``limit``).
+
+        With ``verified`` (the default), only those whose address is verified:
+        what linking by email may consider. The address is compared as stored
+        (callers normalise).
+        """
+        ...
+
 
 class IdentityStore(Protocol):
     """External identities (issuer, subject) → local account; (issuer, subject) is unique."""
@@ -85,6 +100,61 @@ class IdentityStore(Protocol):
 
     async def unlink(self, issuer: str, subject: str) -> bool:
         """Remove a link; whether it existed."""
+        ...
+
+    async def link_new_user(self, user: UserRecord, identity: IdentityRecord) -> None:
+        """Create an account and its first identity, atomically.
+
+        Raises `Conflict`, writing neither, if the account's id or username
+        exists or (issuer, subject) is already linked: of concurrent first
+        logins of one identity, exactly one creates an account.
+        """
+        ...
+
+    async def unlink_from(self, user_id: str, issuer: str, subject: str) -> UnlinkOutcome:
+        """Remove the link of (issuer, subject) to ``user_id`` unless it is the account's
+        last way in (no password and no other identity), atomically.
+
+        Returns:
+            ``"unlinked"``; ``"not_linked"`` (no such link to this account);
+            ``"last_login_method"`` (kept). Of concurrent unlinks of an
+            account's last two identities, one is refused.
+        """
+        ...
+
+
+class SessionStore(Protocol):
+    """Browser sessions by the keyed hash of their cookie (see `SessionRecord`)."""
+
+    async def create(self, session: SessionRecord) -> None:
+        """Store a new session. Raises `Conflict` if ``id_hash`` exists, `KeyError`
+        if no account has ``user_id``."""
+        ...
+
+    async def get(self, id_hash: str, *, now: float) -> SessionRecord | None:
+        """The session if present and neither expired nor idle past ``now``, else ``None``."""
+        ...
+
+    async def touch(
+        self, id_hash: str, *, now: float, idle_expires_at: float, min_interval: float
+    ) -> bool:
+        """Record a use: set ``last_seen_at`` to ``now`` and ``idle_expires_at`` (capped
+        by ``expires_at``), only if the session is live and was last seen at least
+        ``min_interval`` seconds before ``now``. Whether this call wrote: a busy
+        session is written at most once per interval, whatever the instances.
+        """
+        ...
+
+    async def delete(self, id_hash: str) -> SessionRecord | None:
+        """Remove a session; the record removed (``None``: there was none)."""
+        ...
+
+    async def delete_for_user(self, user_id: str) -> int:
+        """Remove every session of an account; how many."""
+        ...
+
+    async def purge(self, now: float) -> int:
+        """Delete sessions expired or idle before ``now``; how many."""
         ...
 
 
@@ -252,6 +322,7 @@ class Store(Protocol):
 
     users: UserStore
     identities: IdentityStore
+    sessions: SessionStore
     clients: ClientStore
     refresh: RefreshStore
     keys: SigningKeyStore

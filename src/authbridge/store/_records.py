@@ -1,9 +1,11 @@
 """The records the store keeps: plain frozen dataclasses, free of any backend.
 
 Times are POSIX seconds (``float``). Credentials are never kept in plain text:
-refresh tokens, codes and client secrets appear here only as their hashes
-(``token_hash``, ``secret_hash``), passwords as argon2id strings, private
-signing keys encrypted under the key-encryption key.
+refresh tokens, codes, client secrets and session cookies appear here only as
+their hashes (``token_hash``, ``secret_hash``, ``id_hash``), passwords as
+argon2id strings, private signing keys encrypted under the key-encryption key,
+a session's provider ID token encrypted under a key derived from the session's
+cookie (which the store never sees).
 """
 
 from __future__ import annotations
@@ -189,3 +191,40 @@ class SigningKeyRecord:
     active_from: float
     retired_at: float | None = None
     revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A browser session of one account (the server side of a session cookie).
+
+    The cookie's value is never stored: ``id_hash`` is its keyed hash (see
+    ``authbridge.client.Sessions``), so a copy of the store opens no session.
+    A session ends at ``expires_at`` whatever its use, and at
+    ``idle_expires_at`` without use; both are checked by every read.
+
+    Attributes:
+        id_hash: Keyed hash of the cookie value (the record's key).
+        user_id: The account logged in.
+        created_at: Login time.
+        last_seen_at: When the session was last used (updated at most once per
+            touch interval, so busy sessions do not write on every request).
+        expires_at: Absolute end.
+        idle_expires_at: End without use (moved forward by each touch, never
+            past ``expires_at``).
+        provider: The provider the person logged in through (``None``: the
+            local password), for RP-initiated logout.
+        id_token: The provider's ID token for the logout's
+            ``id_token_hint``, encrypted (nonce, ciphertext and tag) under a
+            key derived from the cookie value; ``None`` when there is none.
+        extra: Small JSON details kept with the session (bounded).
+    """
+
+    id_hash: str
+    user_id: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    idle_expires_at: float
+    provider: str | None = None
+    id_token: bytes | None = field(default=None, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from ._protocols import (
     RateLimitStore,
     RefreshStore,
     ReplayStore,
+    SessionStore,
     SigningKeyStore,
     Store,
     UserStore,
@@ -17,6 +18,7 @@ from ._protocols import (
 from ._sql_accounts import SQLClients, SQLIdentities, SQLUsers
 from ._sql_db import Database
 from ._sql_ephemeral import SQLOneTime, SQLRateLimits, SQLReplay
+from ._sql_sessions import SQLSessions
 from ._sql_tokens import SQLKeys, SQLRefresh
 
 DEFAULT_STORE_URL = "sqlite+aiosqlite:///authbridge.db"
@@ -64,6 +66,7 @@ class SQLStore:
         self.dialect = self._db.dialect
         self.users: UserStore = SQLUsers(self._db)
         self.identities: IdentityStore = SQLIdentities(self._db)
+        self.sessions: SessionStore = SQLSessions(self._db)
         self.clients: ClientStore = SQLClients(self._db)
         self.refresh: RefreshStore = SQLRefresh(self._db)
         self.keys: SigningKeyStore = SQLKeys(self._db)
@@ -101,10 +104,11 @@ class SQLStore:
         await self._db.ping()
 
     async def purge(self, now: float) -> int:
-        """Delete every expired row (refresh tokens and families, one-time values,
-        rate-limit windows, replay records); how many."""
+        """Delete every expired row (refresh tokens and families, sessions, one-time
+        values, rate-limit windows, replay records); how many."""
         return (
             await self.refresh.purge(now)
+            + await self.sessions.purge(now)
             + await self.one_time.purge(now)
             + await self.rate_limits.purge(now)
             + await self.replay.purge(now)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 
 from . import _models as m
+from ._protocols import UnlinkOutcome
 from ._records import ClientRecord, IdentityRecord, UserRecord
 from ._sql_codec import from_json, json_object, mapping_or_none, to_json, word_set, words
 from ._sql_db import Database
@@ -15,6 +16,18 @@ from ._sql_db import Database
 # Built once: executing the same statement object reuses its cache key and compiled form.
 _USER_BY_NAME = select(m.users).where(m.users.c.username == bindparam("username"))
 _USER_BY_ID = select(m.users).where(m.users.c.id == bindparam("user_id"))
+_USERS_BY_EMAIL = (
+    select(m.users)
+    .where(m.users.c.email == bindparam("email"))
+    .order_by(m.users.c.id)
+    .limit(bindparam("limit"))
+)
+_VERIFIED_USERS_BY_EMAIL = (
+    select(m.users)
+    .where(m.users.c.email == bindparam("email"), m.users.c.email_verified.is_(True))
+    .order_by(m.users.c.id)
+    .limit(bindparam("limit"))
+)
 _CLIENT_BY_ID = select(m.clients).where(m.clients.c.client_id == bindparam("client_id"))
 
 
@@ -82,9 +95,10 @@ class SQLUsers:
         return user
 
     async def delete(self, user_id: str) -> bool:
-        """Delete an account and its identities; whether it existed."""
+        """Delete an account, its identities and its sessions; whether it existed."""
         async with self._db.write() as conn:
             await conn.execute(delete(m.identities).where(m.identities.c.user_id == user_id))
+            await conn.execute(delete(m.sessions).where(m.sessions.c.user_id == user_id))
             result = await conn.execute(delete(m.users).where(m.users.c.id == user_id))
         return bool(result.rowcount)
 
@@ -94,6 +108,25 @@ class SQLUsers:
         if after is not None:
             query = query.where(m.users.c.username > after)
         return [_user(row) for row in await self._db.all(query)]
+
+    async def by_email(
+        self, email: str, *, verified: bool = True, limit: int = 10
+    ) -> Sequence[UserRecord]:
+        """Accounts with exactly this address (only verified ones by default), by id."""
+        query = _VERIFIED_USERS_BY_EMAIL if verified else _USERS_BY_EMAIL
+        rows = await self._db.all(query, {"email": email, "limit": max(limit, 0)})
+        return [_user(row) for row in rows]
+
+
+def _identity_row(identity: IdentityRecord) -> dict[str, Any]:
+    return {
+        "issuer": identity.issuer,
+        "subject": identity.subject,
+        "user_id": identity.user_id,
+        "email": identity.email,
+        "email_verified": identity.email_verified,
+        "created_at": identity.created_at,
+    }
 
 
 def _identity(row: Any) -> IdentityRecord:
@@ -128,16 +161,7 @@ class SQLIdentities:
             Conflict: (issuer, subject) is already linked.
             KeyError: no account has ``identity.user_id``.
         """
-        await self._db.change(
-            m.identities.insert().values(
-                issuer=identity.issuer,
-                subject=identity.subject,
-                user_id=identity.user_id,
-                email=identity.email,
-                email_verified=identity.email_verified,
-                created_at=identity.created_at,
-            )
-        )
+        await self._db.change(m.identities.insert().values(**_identity_row(identity)))
         return identity
 
     async def for_user(self, user_id: str) -> Sequence[IdentityRecord]:
@@ -157,6 +181,45 @@ class SQLIdentities:
             )
         )
         return bool(result.rowcount)
+
+    async def link_new_user(self, user: UserRecord, identity: IdentityRecord) -> None:
+        """Create an account and its first identity in one transaction.
+
+        Raises:
+            Conflict: the account's id or username exists, or (issuer, subject)
+                is linked; nothing is written.
+            ValueError: ``identity.user_id`` is not ``user.id``.
+        """
+        if identity.user_id != user.id:
+            raise ValueError("the identity must be linked to the account created with it")
+        async with self._db.write() as conn:
+            await conn.execute(m.users.insert().values(**_user_row(user)))
+            await conn.execute(m.identities.insert().values(**_identity_row(identity)))
+
+    async def unlink_from(self, user_id: str, issuer: str, subject: str) -> UnlinkOutcome:
+        """Remove the link unless it is the account's last way in (see the protocol).
+
+        The account's row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's
+        ``BEGIN IMMEDIATE`` already serialises writers), so of two concurrent
+        unlinks of its last two identities the second sees the first's result.
+        """
+        ids = m.identities.c
+        this = (ids.issuer == issuer, ids.subject == subject, ids.user_id == user_id)
+        other = ~((ids.issuer == issuer) & (ids.subject == subject))
+        another_way = or_(
+            m.users.c.password_hash.is_not(None), exists().where(ids.user_id == user_id, other)
+        )
+        async with self._db.write() as conn:
+            locked = select(m.users.c.id).where(m.users.c.id == user_id).with_for_update()
+            if (await conn.execute(locked)).first() is None:
+                return "not_linked"
+            if (await conn.execute(select(ids.user_id).where(*this))).first() is None:
+                return "not_linked"
+            allowed = select(m.users.c.id).where(m.users.c.id == user_id, another_way)
+            if (await conn.execute(allowed)).first() is None:
+                return "last_login_method"
+            await conn.execute(delete(m.identities).where(*this))
+        return "unlinked"
 
 
 def _client_row(client: ClientRecord) -> dict[str, Any]:
