@@ -6,8 +6,37 @@ Free of FastAPI: `authbridge.fastapi` exposes it over HTTP. Configure it with
 
 from __future__ import annotations
 
-from ._config import AppIssuer, SigningAlgorithm
+from ._authorize import (
+    AuthorizeError,
+    AuthorizeRequest,
+    complete,
+    error_redirect,
+    parse_authorize,
+)
+from ._config import TOKEN_EXCHANGE, AppIssuer, SigningAlgorithm
 from ._errors import OAuthError
+from ._exchange import (
+    ACCESS_TOKEN_TYPE,
+    ID_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    SubjectTokenResolver,
+)
 from ._runtime import IssuerRuntime, TokenRequest
 
-__all__ = ["AppIssuer", "IssuerRuntime", "OAuthError", "SigningAlgorithm", "TokenRequest"]
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "ID_TOKEN_TYPE",
+    "JWT_TOKEN_TYPE",
+    "TOKEN_EXCHANGE",
+    "AppIssuer",
+    "AuthorizeError",
+    "AuthorizeRequest",
+    "IssuerRuntime",
+    "OAuthError",
+    "SigningAlgorithm",
+    "SubjectTokenResolver",
+    "TokenRequest",
+    "complete",
+    "error_redirect",
+    "parse_authorize",
+]

@@ -20,8 +20,16 @@ if TYPE_CHECKING:
 SigningAlgorithm = Literal["ES256", "RS256", "EdDSA"]
 """The JWS algorithms the app's issuer signs with."""
 
-GRANT_TYPES = frozenset({"password", "refresh_token", "client_credentials"})
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+"""The RFC 8693 token-exchange grant type."""
+
+GRANT_TYPES = frozenset(
+    {"authorization_code", "password", "refresh_token", "client_credentials", TOKEN_EXCHANGE}
+)
 """Grants this version of the token endpoint implements."""
+
+MAX_AUTHORIZATION_CODE_TTL = 600.0
+"""Longest lifetime of an authorization code (RFC 6749 §4.1.2: ten minutes at most)."""
 
 KEK_ENV = "AUTHBRIDGE_KEY_ENCRYPTION_KEY"
 """Environment variable read for the key-encryption key(s) when none is passed."""
@@ -112,7 +120,14 @@ class AppIssuer:
             again by the same client and gets a fresh token of the same
             generation (at most 4 such). Outside it, a rotated token revokes
             its whole family. 0 disables the allowance.
-        grant_types: The grants the token endpoint accepts.
+        grant_types: The grants the token endpoint accepts:
+            ``"authorization_code"`` (with the authorization endpoint),
+            ``"password"``, ``"refresh_token"``, ``"client_credentials"`` and
+            RFC 8693 token exchange
+            (``"urn:ietf:params:oauth:grant-type:token-exchange"``, answered
+            once a subject-token resolver is set).
+        authorization_code_ttl: Lifetime of an authorization code, in seconds
+            (at most 600); a code is used once.
         key_rotation_interval: Age at which a new signing key is scheduled
             automatically (0: only ``authbridge keys rotate``).
         jwks_max_age: ``Cache-Control: max-age`` of the JWKS; a new key is
@@ -129,8 +144,9 @@ class AppIssuer:
         migrate: Upgrade the store's schema at start. Turn off when deploys
             run ``authbridge db upgrade``.
         path_prefix: Path of the OAuth endpoints below the issuer
-            (``/oauth/token``, ``/oauth/revoke``, ``/oauth/introspect``,
-            ``/oauth/jwks``).
+            (``/oauth/authorize``, ``/oauth/token``, ``/oauth/revoke``,
+            ``/oauth/introspect``, ``/oauth/jwks``, and ``/oauth/callback``
+            where providers send the browser back after a login).
 
     Raises:
         ConfigurationError: on an inconsistent configuration.
@@ -162,7 +178,14 @@ class AppIssuer:
         refresh_token_idle_ttl: float = 14 * 86400.0,
         refresh_token_ttl: float = 90 * 86400.0,
         refresh_reuse_interval: float = 10.0,
-        grant_types: Sequence[str] = ("password", "refresh_token", "client_credentials"),
+        grant_types: Sequence[str] = (
+            "authorization_code",
+            "password",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        authorization_code_ttl: float = 60.0,
         key_rotation_interval: float = 30 * 86400.0,
         jwks_max_age: float = 3600.0,
         password_failures_per_account: int = 10,
@@ -238,6 +261,12 @@ class AppIssuer:
                 message=f"grant_types are among {sorted(GRANT_TYPES)}, got {grant_types!r}",
             )
         self.grant_types = frozenset(grant_types)
+        if not 0 < authorization_code_ttl <= MAX_AUTHORIZATION_CODE_TTL:
+            raise ConfigurationError(
+                "invalid_authorization_code_ttl",
+                message="authorization_code_ttl is more than 0 and at most 600 seconds",
+            )
+        self.authorization_code_ttl = float(authorization_code_ttl)
         self.key_rotation_interval = float(key_rotation_interval)
         self.jwks_max_age = float(jwks_max_age)
         if min(password_failures_per_account, password_attempts_per_address) < 1:
@@ -266,7 +295,8 @@ class AppIssuer:
         return f"AppIssuer({self.issuer!r}, name={self.name!r})"
 
     def endpoint(self, name: str) -> str:
-        """The absolute URL of endpoint ``name`` (``token``, ``revoke``, ``introspect``, ``jwks``).
+        """The absolute URL of endpoint ``name`` (``authorize``, ``token``, ``revoke``,
+        ``introspect``, ``jwks``, ``callback``).
 
         ``name`` is appended to the issuer and ``path_prefix``.
         """

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import StoreUnavailable
@@ -84,13 +85,17 @@ async def start_family(
     scopes: frozenset[str],
     audiences: tuple[str, ...],
     auth_time: float | None,
+    family_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Start a refresh family for one login and return its first refresh token.
 
-    Used by the grants that hand out refresh tokens (``password``, and the
-    authorization code grant). The family ends ``refresh_token_ttl`` after
-    now, whatever happens; each token ``refresh_token_idle_ttl`` after its
-    issue.
+    Used by the grants that hand out refresh tokens (``password``, the
+    authorization code grant, token exchange). The family ends
+    ``refresh_token_ttl`` after now, whatever happens; each token
+    ``refresh_token_idle_ttl`` after its issue. ``family_id`` is random
+    unless given (the code grant derives it from the code, so that a replay
+    of the code can revoke the family); ``extra`` is kept with the family.
 
     Raises:
         OAuthError: ``temporarily_unavailable`` (503) when the store is down.
@@ -98,7 +103,7 @@ async def start_family(
     config = runtime.config
     now = runtime.clock()
     family = RefreshFamily(
-        id=secrets.token_urlsafe(16),
+        id=family_id or secrets.token_urlsafe(16),
         client_id=client.client_id,
         subject=subject,
         scopes=frozenset(scopes),
@@ -106,6 +111,7 @@ async def start_family(
         created_at=now,
         expires_at=now + config.refresh_token_ttl,
         auth_time=auth_time,
+        extra=dict(extra) if extra else {},
     )
     token, record = _new_token(runtime, family, 0, now)
     try:

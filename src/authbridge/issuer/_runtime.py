@@ -14,6 +14,9 @@ Who does what:
 - ``_refresh.grant(runtime, client, request)``: ``refresh_token`` (and
   ``_refresh.start_family`` for grants that hand out a refresh token);
 - ``_client_grant.grant(runtime, client, request)``: ``client_credentials``;
+- ``_authorize``: the authorization endpoint's request (`parse_authorize`) and
+  answer (`complete`: a code); ``_code_grant.grant``: ``authorization_code``;
+- ``_exchange.grant``: RFC 8693 token exchange, through ``subject_tokens``;
 - ``_revocation.revoke`` and ``_introspection.introspect``: RFC 7009 and RFC 7662;
 - `KeyManager` (``_keys``): signing keys, the JWKS; `OwnTokenSource`
   (``_source``): the resource server's view of the app's own tokens.
@@ -33,6 +36,7 @@ from ._errors import OAuthError
 
 if TYPE_CHECKING:
     from ._config import AppIssuer
+    from ._exchange import SubjectTokenResolver
 
 logger = logging.getLogger("authbridge.issuer")
 
@@ -111,6 +115,10 @@ class IssuerRuntime:
         keys: The signing keys.
         source: The app's own tokens as a resource-server source.
         passwords: The password hasher (bounded, off the event loop).
+        subject_tokens: Who answers RFC 8693 token exchange: the
+            [SubjectTokenResolver][authbridge.issuer.SubjectTokenResolver]
+            that turns a provider's token into an account (set by
+            ``AuthBridge``); ``None``: the grant is ``unsupported_grant_type``.
     """
 
     def __init__(self, config: AppIssuer, clock: Clock) -> None:
@@ -126,6 +134,7 @@ class IssuerRuntime:
             max_concurrent=config.max_concurrent_hashes, max_waiting=config.max_waiting_hashes
         )
         self.source = OwnTokenSource(self)
+        self.subject_tokens: SubjectTokenResolver | None = None
         self._builtin_clients: dict[str, ClientRecord] = {}
         # client_id -> (record, read at): found clients only, so made-up ids fill nothing.
         self._client_cache: dict[str, tuple[ClientRecord, float]] = {}
@@ -205,13 +214,24 @@ class IssuerRuntime:
             OAuthError: every refusal, with its RFC 6749 §5.2 code.
             StoreUnavailable: the store failed (the HTTP layer answers 503).
         """
-        from . import _client_auth, _client_grant, _password_grant, _refresh  # noqa: PLC0415 - these modules import this one
+        from . import (  # noqa: PLC0415 - these modules import this one
+            _client_auth,
+            _client_grant,
+            _code_grant,
+            _exchange,
+            _password_grant,
+            _refresh,
+        )
+        from ._config import TOKEN_EXCHANGE  # noqa: PLC0415 - the config imports this module
 
         grants: dict[str, Grant] = {
+            "authorization_code": _code_grant.grant,
             "password": _password_grant.grant,
             "refresh_token": _refresh.grant,
             "client_credentials": _client_grant.grant,
         }
+        if self.subject_tokens is not None:
+            grants[TOKEN_EXCHANGE] = _exchange.grant
         grant_type = request.form.get("grant_type")
         if not grant_type:
             raise OAuthError("invalid_request", "grant_type is required", reason="no_grant_type")
@@ -300,12 +320,15 @@ class IssuerRuntime:
         audiences: tuple[str, ...],
         auth_time: float | None = None,
         extra: Mapping[str, Any] | None = None,
+        jti: str | None = None,
     ) -> tuple[str, int]:
         """Sign an RFC 9068 access token; return it and its lifetime in seconds.
 
         Claims: ``iss``, ``sub``, ``aud`` (a string for one audience), ``exp``,
-        ``iat``, ``jti``, ``client_id``, ``scope`` (sorted, space-separated),
-        ``auth_time`` when known, then ``extra`` (never overriding those).
+        ``iat``, ``jti`` (random unless given: the code grant derives it from
+        the code, so that a replay of the code can revoke the token),
+        ``client_id``, ``scope`` (sorted, space-separated), ``auth_time`` when
+        known, then ``extra`` (never overriding those).
         """
         now = int(self.clock())
         ttl = int(self.config.access_token_ttl)
@@ -316,7 +339,7 @@ class IssuerRuntime:
             aud=audiences[0] if len(audiences) == 1 else list(audiences),
             exp=now + ttl,
             iat=now,
-            jti=secrets.token_urlsafe(16),
+            jti=jti or secrets.token_urlsafe(16),
             client_id=client_id,
             scope=" ".join(sorted(scopes)),
         )
@@ -342,41 +365,58 @@ class IssuerRuntime:
 
     def metadata(self) -> dict[str, Any]:
         """The RFC 8414 authorization server metadata document."""
+        from ._config import TOKEN_EXCHANGE  # noqa: PLC0415 - the config imports this module
+
         config = self.config
-        grants = sorted(config.grant_types)
-        return {
-            "issuer": config.issuer,
-            "token_endpoint": config.endpoint("token"),
-            "jwks_uri": config.endpoint("jwks"),
-            "revocation_endpoint": config.endpoint("revoke"),
-            "introspection_endpoint": config.endpoint("introspect"),
-            "scopes_supported": sorted(config.scopes),
-            "response_types_supported": [],
-            "grant_types_supported": grants,
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "private_key_jwt",
-                "none",
-            ],
-            "token_endpoint_auth_signing_alg_values_supported": [
-                "ES256",
-                "RS256",
-                "PS256",
-                "EdDSA",
-            ],
-            "revocation_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "private_key_jwt",
-                "none",
-            ],
-            "introspection_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "private_key_jwt",
-            ],
-        }
+        offered = set(config.grant_types)
+        if self.subject_tokens is None:
+            offered.discard(TOKEN_EXCHANGE)  # answered only once a resolver is set
+        document: dict[str, Any] = {"issuer": config.issuer}
+        if "authorization_code" in offered:
+            document["authorization_endpoint"] = config.endpoint("authorize")
+        document.update(
+            {
+                "token_endpoint": config.endpoint("token"),
+                "jwks_uri": config.endpoint("jwks"),
+                "revocation_endpoint": config.endpoint("revoke"),
+                "introspection_endpoint": config.endpoint("introspect"),
+                "scopes_supported": sorted(config.scopes),
+                "response_types_supported": ["code"] if "authorization_code" in offered else [],
+                "grant_types_supported": sorted(offered),
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "none",
+                ],
+                "token_endpoint_auth_signing_alg_values_supported": [
+                    "ES256",
+                    "RS256",
+                    "PS256",
+                    "EdDSA",
+                ],
+                "revocation_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "none",
+                ],
+                "introspection_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt",
+                ],
+            }
+        )
+        if "authorization_code" in offered:
+            document.update(
+                {
+                    "response_modes_supported": ["query"],
+                    "code_challenge_methods_supported": ["S256"],
+                    "authorization_response_iss_parameter_supported": True,
+                }
+            )
+        return document
 
 
 def store_unavailable(exc: StoreUnavailable) -> OAuthError:
