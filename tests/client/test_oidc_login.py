@@ -57,7 +57,10 @@ class MockOP:
     userinfo_override: dict[str, Any] | None = None
     token_override: dict[str, Any] | None = None
     id_token_claims: dict[str, Any] = field(default_factory=dict)
-    seen_tokens: list[str] = field(default_factory=list)
+    access_tokens: dict[str, str] = field(default_factory=dict)
+    token_forms: list[dict[str, str]] = field(default_factory=list)
+    seen_secrets: list[str] = field(default_factory=list)
+    """Verifiers received and tokens issued (for the never-logged checks)."""
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -134,6 +137,8 @@ class MockOP:
             return httpx.Response(400, json={"error": "invalid_grant"})
         if form.get("redirect_uri") != grant.redirect_uri:
             return httpx.Response(400, json={"error": "invalid_grant"})
+        self.token_forms.append(form)
+        self.seen_secrets.append(form.get("code_verifier", ""))
         if grant.challenge is not None:
             verifier = form.get("code_verifier", "")
             digest = hashlib.sha256(verifier.encode()).digest()
@@ -143,6 +148,7 @@ class MockOP:
             return httpx.Response(200, json=self.token_override)
         access_token = "at-" + secrets.token_urlsafe(16)
         claims = id_claims(
+            iss=self.issuer,
             sub=grant.sub,
             nonce=grant.nonce,
             email=f"{grant.sub}@example.test",
@@ -151,17 +157,19 @@ class MockOP:
         claims.update(self.id_token_claims)
         claims.update(grant.claims)
         id_token = self.keys.id_token({k: v for k, v in claims.items() if v is not None})
-        self.seen_tokens.extend([access_token, id_token])
+        self.seen_secrets.extend([access_token, id_token])
+        self.access_tokens[access_token] = grant.sub
         body = {"access_token": access_token, "token_type": "Bearer", "id_token": id_token}
         return httpx.Response(200, json=body)
 
     def _userinfo(self, request: httpx.Request) -> httpx.Response:
         auth = request.headers.get("authorization", "")
-        if not auth.startswith("Bearer at-") or request.url.query:
+        sub = self.access_tokens.get(auth.removeprefix("Bearer "))
+        if not auth.startswith("Bearer ") or sub is None or request.url.query:
             return httpx.Response(401)
         if self.userinfo_override is not None:
             return httpx.Response(200, json=self.userinfo_override)
-        return httpx.Response(200, json={"sub": "user-1", "name": "User One"})
+        return httpx.Response(200, json={"sub": sub, "name": f"Name of {sub}"})
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +314,7 @@ async def test_identity_from_id_token_and_userinfo(op: MockOP) -> None:
     assert identity.subject == "user-1"
     assert identity.email == "user-1@example.test"
     assert identity.email_verified is True
-    assert identity.name == "User One"  # from userinfo
+    assert identity.name == "Name of user-1"  # from userinfo
     assert identity.id_token == tokens.id_token
     assert op.requests["/me"] == 1
 
