@@ -15,6 +15,7 @@ import httpx
 
 from ._fakeapi import FakeAPI
 from ._wire import (
+    _LOGIN_CREDENTIALS,
     _Grant,
     _Incoming,
     _json_reply,
@@ -83,7 +84,9 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
         clock: Time source for expiry.
     """
 
-    _credential_params: ClassVar[frozenset[str]] = frozenset({"access_token", "input_token"})
+    _credential_params: ClassVar[frozenset[str]] = (
+        frozenset({"access_token", "input_token"}) | _LOGIN_CREDENTIALS
+    )
 
     def __init__(
         self,

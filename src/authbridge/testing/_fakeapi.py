@@ -19,6 +19,7 @@ import httpx
 from ._wire import (
     _FORM,
     _G,
+    _LOGIN_CREDENTIALS,
     _MIN_SECRET,
     _REDACTED,
     RecordedRequest,
@@ -92,6 +93,26 @@ def combined_transport(*fakes: FakeAPI[Any]) -> httpx.MockTransport:
     return _RoutingTransport(fakes)
 
 
+def _same_origin(url: httpx.URL, base: str) -> bool:
+    other = httpx.URL(base)
+    return (url.scheme, url.host, url.port) == (other.scheme, other.host, other.port)
+
+
+def _relative(url: httpx.URL, base: str) -> str | None:
+    """``url``'s path relative to ``base`` (starting with ``/``), or ``None`` when not under it."""
+    if not _same_origin(url, base):
+        return None
+    prefix = httpx.URL(base).path.rstrip("/")
+    if not prefix:
+        return url.path or "/"
+    if not url.path.startswith(prefix):
+        return None
+    rest = url.path[len(prefix) :]
+    if rest and not rest.startswith("/"):
+        return None
+    return rest or "/"
+
+
 class _LoopbackServer(ThreadingHTTPServer):
     # A longer accept queue than the default 5: concurrency tests open many
     # connections at once, and a dropped SYN costs the client a one-second retry.
@@ -117,10 +138,11 @@ class FakeAPI(ABC, Generic[_G]):
             test of a client's concurrency limit counts.
     """
 
-    _credential_params: ClassVar[frozenset[str]] = frozenset({"access_token"})
+    _credential_params: ClassVar[frozenset[str]] = frozenset({"access_token"}) | _LOGIN_CREDENTIALS
 
     def __init__(self, base_url: str, *, clock: Callable[[], float] | None = None) -> None:
         self._base_url = base_url.rstrip("/")
+        self._bases: dict[str, str] = {}
         self.clock: Callable[[], float] = clock or time.time
         self.requests: list[RecordedRequest] = []
         self._fake_transport = _FakeTransport(self)
@@ -143,8 +165,19 @@ class FakeAPI(ABC, Generic[_G]):
 
     def serves(self, url: httpx.URL | str) -> bool:
         """Whether requests to ``url`` reach this fake (same scheme, host and port)."""
-        url, base = httpx.URL(url), httpx.URL(self._base_url)
-        return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+        url = httpx.URL(url)
+        return any(_same_origin(url, base) for base in (self._base_url, *self._bases.values()))
+
+    def _add_base(self, role: str, url: str) -> None:
+        """Also answer at ``url`` (another host of the provider, such as its web login)."""
+        self._bases[role] = url.rstrip("/")
+
+    def _base(self, role: str) -> str:
+        return self._bases[role]
+
+    def _under(self, request: _Incoming, role: str) -> str | None:
+        """``request``'s path relative to the base ``role``, or ``None`` when not under it."""
+        return _relative(request.url, self._bases[role])
 
     @contextmanager
     def _answering(self) -> Iterator[None]:
@@ -342,12 +375,7 @@ class FakeAPI(ABC, Generic[_G]):
         body: bytes,
         via: Literal["transport", "http"],
     ) -> _Reply:
-        prefix = httpx.URL(self._base_url).path.rstrip("/")
-        path: str | None = url.path
-        if prefix:
-            path = url.path[len(prefix) :] if url.path.startswith(prefix) else None
-            if path is not None and path and not path.startswith("/"):
-                path = None
+        path = _relative(url, self._base_url)
         form: dict[str, str] = {}
         if headers.get("content-type", "").split(";")[0].strip().lower() == _FORM:
             form = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
@@ -358,21 +386,30 @@ class FakeAPI(ABC, Generic[_G]):
             form=form,
             headers=headers,
             body=body,
+            url=url,
         )
         with self._lock:
             self.requests.append(self._record(incoming, url, via))
             failure = self._take_failure()
             if failure is not None and failure.make is not None:
                 reply = failure.make(incoming)
-            elif path is None:
-                reply = self._not_found(incoming)
             else:
-                reply = self._route(incoming)
+                reply = self._answer(incoming, path)
         if failure is not None and failure.delay:
             reply = replace(reply, delay=failure.delay)
         return reply
 
+    def _answer(self, incoming: _Incoming, path: str | None) -> _Reply:
+        web = self._route_web(incoming)
+        if web is not None:
+            return web
+        return self._not_found(incoming) if path is None else self._route(incoming)
+
     # -- what each provider says ---------------------------------------------------------
+
+    def _route_web(self, request: _Incoming) -> _Reply | None:
+        """Answer a request to one of the provider's other bases (its login pages...), or None."""
+        return None
 
     @abstractmethod
     def _route(self, request: _Incoming) -> _Reply:
@@ -404,9 +441,14 @@ class FakeAPI(ABC, Generic[_G]):
         if self._serving:
             raise RuntimeError(f"{type(self).__name__} is already serving")
         server = _LoopbackServer((host, port), self._request_handler())
-        original = self._base_url
-        bound = httpx.URL(original).copy_with(scheme="http", host=host, port=server.server_port)
-        self._base_url = str(bound).rstrip("/")
+        original, original_bases = self._base_url, dict(self._bases)
+
+        def bind(base: str) -> str:
+            url = httpx.URL(base).copy_with(scheme="http", host=host, port=server.server_port)
+            return str(url).rstrip("/")
+
+        self._base_url = bind(original)
+        self._bases = {role: bind(base) for role, base in original_bases.items()}
         self._serving = True
         self._closing.clear()
         thread = threading.Thread(
@@ -423,7 +465,7 @@ class FakeAPI(ABC, Generic[_G]):
             server.shutdown()
             server.server_close()
             thread.join()
-            self._base_url = original
+            self._base_url, self._bases = original, original_bases
             self._serving = False
 
     def _request_handler(self) -> type[BaseHTTPRequestHandler]:

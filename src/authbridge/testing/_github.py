@@ -7,12 +7,13 @@ import hashlib
 import json
 import secrets
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ._fakeapi import FakeAPI
+from ._github_login import EMAIL_SCOPES, _GitHubFlow, _GitHubUser
 from ._wire import (
     _base62,
     _Grant,
@@ -38,6 +39,9 @@ _GITHUB_DOCS = "https://docs.github.com/rest"
 _GITHUB_USER_DOCS = "https://docs.github.com/rest/users/users#get-the-authenticated-user"
 _GITHUB_RATE_DOCS = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
 _GITHUB_WINDOW = 3600.0
+_GITHUB_EMAILS_DOCS = (
+    "https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user"
+)
 _GITHUB_APP_DOCS = "https://docs.github.com/rest/apps/oauth-applications#check-a-token"
 
 
@@ -50,6 +54,7 @@ class _GitHubGrant(_Grant):
     name: str | None
     email: str | None
     client_id: str | None
+    emails: tuple[dict[str, Any], ...] = ()
 
 
 def _github_token(kind: GitHubTokenKind) -> str:
@@ -92,12 +97,36 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
     ``Resource not accessible by integration`` on ``/user``; a refresh token
     (``ghr_``) is not accepted as an access token.
 
+    Logging in (the OAuth web application flow, on ``web_base``):
+    ``GET /login/oauth/authorize`` answers a page whose form picks one of the
+    users added with `add_user` and approves (then 302 to ``redirect_uri``
+    with ``code`` and ``state``) or denies (``error=access_denied``);
+    `approve_as` makes the next request redirect at once.
+    ``POST /login/oauth/access_token`` needs ``client_id`` and
+    ``client_secret`` (form, query, JSON body or Basic), checks
+    ``redirect_uri`` and the PKCE ``code_verifier`` when a challenge was
+    sent, accepts each code once within ``code_ttl``, answers form-encoded
+    unless ``Accept: application/json`` and, like GitHub, reports errors
+    with status 200 and ``error`` (``bad_verification_code``,
+    ``incorrect_client_credentials``, ``redirect_uri_mismatch``). The
+    tokens it issues answer ``GET /user`` and ``GET /user/emails`` (which
+    needs the ``user:email`` or ``user`` scope). No answer carries CORS
+    headers.
+
     Args:
         api_base: The API root; a GitHub Enterprise Server root such as
             ``https://ghe.example.test/api/v3`` works too.
         rate_limit: Requests per user per hour before the primary rate limit
             answers 403.
         clock: Time source for expiry and the rate-limit window.
+        client_id: The OAuth app's client id.
+        client_secret: The OAuth app's secret (random if omitted).
+        web_base: Where the login pages are (``serve()`` moves it to the
+            served origin, beside the API).
+        callback_url: The app's registered callback URL; ``redirect_uri``
+            must be it or a path below it (GitHub's rule), and the authorize
+            page falls back to it. ``None`` accepts any http(s) URL.
+        code_ttl: Seconds an authorization code stays redeemable.
     """
 
     def __init__(
@@ -108,12 +137,90 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
         clock: Callable[[], float] | None = None,
         client_id: str = "Iv1.fake0client0id",
         client_secret: str | None = None,
+        web_base: str = "https://github.com",
+        callback_url: str | None = None,
+        code_ttl: float = 600.0,
     ) -> None:
         super().__init__(api_base, clock=clock)
         self.rate_limit = rate_limit
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_hex(20)
+        self.callback_url = callback_url
         self._usage: dict[int, tuple[float, int]] = {}
+        self._add_base("web", web_base)
+        self._login = _GitHubFlow(self, code_ttl)
+
+    @property
+    def web_base(self) -> str:
+        """Where the login pages are (``GitHubProvider(web_base=...)``)."""
+        return self._base("web")
+
+    @property
+    def authorize_url(self) -> str:
+        """``{web_base}/login/oauth/authorize``."""
+        return f"{self.web_base}/login/oauth/authorize"
+
+    @property
+    def access_token_url(self) -> str:
+        """``{web_base}/login/oauth/access_token``."""
+        return f"{self.web_base}/login/oauth/access_token"
+
+    def add_user(
+        self,
+        login: str = "octocat",
+        user_id: int | None = None,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        emails: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Add a user who can log in on the authorize page.
+
+        Args:
+            login: The login name (what the page's form names).
+            user_id: The numeric id (next free one if omitted).
+            name: Profile name.
+            email: Public profile email of ``/user`` (``None``, GitHub's
+                default, hides it).
+            emails: What ``/user/emails`` answers: mappings with ``email``,
+                ``primary``, ``verified`` and ``visibility`` (missing flags
+                are false, visibility ``None``). Omitted: ``email`` as the one
+                primary, verified address, or none.
+        """
+        if user_id is None:
+            user_id = max((u.user_id for u in self._login.users.values()), default=0) + 1
+        if emails is None:
+            listed = [{"email": email, "primary": True, "verified": True, "visibility": "public"}]
+            emails = listed if email else []
+        rows = tuple(
+            {
+                "email": str(row["email"]),
+                "primary": bool(row.get("primary", False)),
+                "verified": bool(row.get("verified", False)),
+                "visibility": row.get("visibility"),
+            }
+            for row in emails
+        )
+        self._login.add(login, _GitHubUser(login, user_id, name, email, rows))
+
+    def approve_as(self, login: str, **callback: str | None) -> None:
+        """Make the next authorize request redirect at once, approved by ``login``.
+
+        Keyword arguments override the callback's parameters (``state=``,
+        ``code=``; ``None`` removes one), for tests of a client's checks.
+
+        Raises:
+            KeyError: No user ``login`` was added.
+        """
+        self._login.approve_as(login, callback)
+
+    def _route_web(self, request: _Incoming) -> _Reply | None:
+        path = self._under(request, "web")
+        if path == "/login/oauth/authorize":
+            return self._login.authorize(request, self.authorize_url)
+        if path == "/login/oauth/access_token":
+            return self._login.token(request)
+        return None
 
     def _secrets(self) -> set[str]:
         return {*super()._secrets(), self.client_secret}
@@ -134,6 +241,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
         name: str | None = None,
         email: str | None = None,
         client_id: str | None = None,
+        emails: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         """Issue a token for a user and return it.
 
@@ -149,7 +257,15 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             client_id: The OAuth app the token was issued to (this fake's
                 `client_id` by default; another value makes a token of
                 another app).
+            emails: What ``/user/emails`` answers (as in `add_user`);
+                omitted: ``email`` as the primary verified address, or none.
         """
+        if emails is None:
+            emails = (
+                [{"email": email, "primary": True, "verified": True, "visibility": "public"}]
+                if email
+                else []
+            )
         grant = _GitHubGrant(
             issued_at=self.clock(),
             expires_at=self._expires_at(expires_in),
@@ -160,6 +276,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             name=name,
             email=email,
             client_id=self.client_id if client_id is None else client_id,
+            emails=tuple(dict(row) for row in emails),
         )
         return self._issue(_github_token(kind), grant)
 
@@ -273,6 +390,8 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             return _Reply(403, message.encode(), (("content-type", "text/plain"),))
         if request.path == "/user" and request.method in ("GET", "HEAD"):
             return self._get_user(request)
+        if request.path == "/user/emails" and request.method in ("GET", "HEAD"):
+            return self._get_emails(request)
         parts = request.path.split("/")
         if (
             request.method == "POST"
@@ -321,6 +440,25 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
         return _json_reply(200, answer, (("x-github-media-type", "github.v3; format=json"),))
 
     def _get_user(self, request: _Incoming) -> _Reply:
+        answer = self._authenticated(request)
+        if isinstance(answer, _Reply):
+            return answer
+        grant, headers = answer
+        return _json_reply(200, self._user(grant), headers)
+
+    def _get_emails(self, request: _Incoming) -> _Reply:
+        answer = self._authenticated(request)
+        if isinstance(answer, _Reply):
+            return answer
+        grant, headers = answer
+        if grant.kind in _GITHUB_SCOPED and not EMAIL_SCOPES.intersection(grant.scopes):
+            return self._error(404, "Not Found", _GITHUB_EMAILS_DOCS)
+        return _json_reply(200, [dict(row) for row in grant.emails], headers)
+
+    def _authenticated(
+        self, request: _Incoming
+    ) -> tuple[_GitHubGrant, list[tuple[str, str]]] | _Reply:
+        """The grant and answer headers of an authenticated request, or the refusal."""
         token = request.header_token("bearer", "token")
         if token is None:
             return self._error(401, "Requires authentication", _GITHUB_USER_DOCS)
@@ -352,7 +490,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
             headers.append(
                 ("github-authentication-token-expiration", expiry.strftime("%Y-%m-%d %H:%M:%S UTC"))
             )
-        return _json_reply(200, self._user(grant), headers)
+        return grant, headers
 
     def _user(self, grant: _GitHubGrant) -> dict[str, Any]:
         api = self.base_url

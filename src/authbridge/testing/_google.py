@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from ._fakeapi import FakeAPI
+from ._google_login import GOOGLE_ISSUER, _GoogleFlow, _GoogleUser
+from ._jwt import _Signer
 from ._wire import (
+    _LOGIN_CREDENTIALS,
     _Grant,
     _Incoming,
     _json_reply,
@@ -47,13 +52,38 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
     a request with no token gets 400 with ``"Either access_token, id_token, or
     token_handle required"``. ID tokens (``id_token=``) are not handled here.
 
+    Logging in (Google's OpenID Connect web server flow): ``GET
+    {accounts_base}/o/oauth2/v2/auth`` answers an account chooser page (the
+    users added with `add_user`; `approve_as` skips it), then 302 to
+    ``redirect_uri`` with ``code``, ``state`` and ``scope``. ``POST
+    {base_url}/token`` (``grant_type=authorization_code``) needs the client
+    secret (Basic or body), the same ``redirect_uri``, and the PKCE verifier
+    when a challenge was sent; each code works once within ``code_ttl``.
+    It answers an access token (also known to ``/tokeninfo``) and, with the
+    ``openid`` scope, an ID token signed with the fake's RSA key
+    (``{certs_base}/oauth2/v3/certs``), with ``at_hash``, the ``nonce``,
+    ``email_verified`` as a boolean and ``hd``. ``{userinfo_base}/v1/userinfo``
+    and ``{accounts_base}/.well-known/openid-configuration`` are served too.
+    Errors have Google's shapes (``invalid_grant``/``Bad Request``,
+    ``invalid_client`` 401, ``redirect_uri_mismatch``); no CORS headers.
+
     Args:
-        base_url: Root of the endpoint (``/tokeninfo`` is appended).
+        base_url: Root of ``/tokeninfo`` and ``/token``.
         clock: Time source for expiry.
+        client_id: The app's OAuth client id.
+        client_secret: Its secret (random if omitted).
+        redirect_uris: The client's registered redirect URIs (exact match);
+            ``None`` accepts any http(s) URL.
+        key: RSA key signing ID tokens (made on first use if omitted).
+        kid: Its key id.
+        accounts_base: Where the authorize page and discovery are.
+        userinfo_base: Where ``/v1/userinfo`` is.
+        certs_base: Where ``/oauth2/v3/certs`` is.
+        code_ttl: Seconds an authorization code stays redeemable.
     """
 
-    _credential_params: ClassVar[frozenset[str]] = frozenset(
-        {"access_token", "id_token", "token_handle"}
+    _credential_params: ClassVar[frozenset[str]] = (
+        frozenset({"access_token", "id_token", "token_handle"}) | _LOGIN_CREDENTIALS
     )
 
     def __init__(
@@ -61,8 +91,108 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
         base_url: str = "https://oauth2.googleapis.com",
         *,
         clock: Callable[[], float] | None = None,
+        client_id: str = "1234567890-fake.apps.googleusercontent.com",
+        client_secret: str | None = None,
+        redirect_uris: Sequence[str] | None = None,
+        key: rsa.RSAPrivateKey | None = None,
+        kid: str = "fake-google-1",
+        accounts_base: str = "https://accounts.google.com",
+        userinfo_base: str = "https://openidconnect.googleapis.com",
+        certs_base: str = "https://www.googleapis.com",
+        code_ttl: float = 600.0,
     ) -> None:
         super().__init__(base_url, clock=clock)
+        self.client_id = client_id
+        self.client_secret = client_secret or f"GOCSPX-{secrets.token_urlsafe(21)}"
+        self.redirect_uris = None if redirect_uris is None else tuple(redirect_uris)
+        self.issuer = GOOGLE_ISSUER
+        self._signer = _Signer(key, kid)
+        self._add_base("accounts", accounts_base)
+        self._add_base("userinfo", userinfo_base)
+        self._add_base("certs", certs_base)
+        self._login = _GoogleFlow(self, code_ttl)
+
+    def _secrets(self) -> set[str]:
+        return {*super()._secrets(), self.client_secret}
+
+    @property
+    def authorization_endpoint(self) -> str:
+        """``{accounts_base}/o/oauth2/v2/auth``."""
+        return f"{self._base('accounts')}/o/oauth2/v2/auth"
+
+    @property
+    def token_endpoint(self) -> str:
+        """``{base_url}/token``."""
+        return f"{self.base_url}/token"
+
+    @property
+    def userinfo_endpoint(self) -> str:
+        """``{userinfo_base}/v1/userinfo``."""
+        return f"{self._base('userinfo')}/v1/userinfo"
+
+    @property
+    def jwks_uri(self) -> str:
+        """``{certs_base}/oauth2/v3/certs``: the keys of the ID tokens."""
+        return f"{self._base('certs')}/oauth2/v3/certs"
+
+    @property
+    def discovery_url(self) -> str:
+        """``{accounts_base}/.well-known/openid-configuration``."""
+        return f"{self._base('accounts')}/.well-known/openid-configuration"
+
+    def jwks(self) -> dict[str, Any]:
+        """The published keys."""
+        return self._signer.jwks()
+
+    def add_user(
+        self,
+        email: str = "alice@example.test",
+        sub: str | None = None,
+        *,
+        email_verified: bool = True,
+        name: str | None = None,
+        given_name: str | None = None,
+        family_name: str | None = None,
+        picture: str | None = None,
+        hd: str | None = None,
+    ) -> str:
+        """Add an account to the chooser and return its ``sub``.
+
+        Args:
+            email: The address (what the chooser's form names).
+            sub: The account id (21 random digits if omitted).
+            email_verified: The ID token's and userinfo's ``email_verified``.
+            name: Display name (with the ``profile`` scope).
+            given_name: Given name.
+            family_name: Family name.
+            picture: Picture URL.
+            hd: The Google Workspace domain (``None``: a consumer account).
+        """
+        sub = sub or "1" + "".join(secrets.choice("0123456789") for _ in range(20))
+        user = _GoogleUser(email, sub, email_verified, name, given_name, family_name, picture, hd)
+        self._login.add(email, user)
+        return sub
+
+    def approve_as(self, email: str, **callback: str | None) -> None:
+        """Make the next authorize request redirect at once, approved by ``email``.
+
+        Keyword arguments override the callback's parameters (``None``
+        removes one).
+
+        Raises:
+            KeyError: No account ``email`` was added.
+        """
+        self._login.approve_as(email, callback)
+
+    def tamper_next_id_token(self, header: Mapping[str, Any] | None = None, **claims: Any) -> None:
+        """Change the next ID token: header members and claims (``None`` removes one).
+
+        ``header={"alg": "none"}`` leaves it unsigned.
+        """
+        self._signer.tamper_next(header, claims)
+
+    def _route_web(self, request: _Incoming) -> _Reply | None:
+        return self._login.route(request)
 
     @property
     def tokeninfo_url(self) -> str:
@@ -133,6 +263,8 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
         return self._api_error(429, "Quota exceeded.", "RESOURCE_EXHAUSTED", headers)
 
     def _route(self, request: _Incoming) -> _Reply:
+        if request.path == "/token":
+            return self._login.token(request)
         if request.path != "/tokeninfo" or request.method not in ("GET", "POST", "HEAD"):
             return self._not_found(request)
         token = (

@@ -16,6 +16,9 @@ __all__ = ["RecordedRequest", "TokenState"]
 _ALNUM = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _REDACTED = "<redacted>"
 _FORM = "application/x-www-form-urlencoded"
+_LOGIN_CREDENTIALS = frozenset(
+    {"client_secret", "code", "code_verifier", "password", "refresh_token", "client_assertion"}
+)
 _MIN_SECRET = 8  # shorter values are not searched for in URLs (too many false hits)
 
 
@@ -67,6 +70,8 @@ class _Incoming:
     form: Mapping[str, str]
     headers: httpx.Headers
     body: bytes
+    url: httpx.URL
+    """The whole URL requested."""
 
     def authorization(self) -> tuple[str, str] | None:
         """``(scheme in lower case, credentials)`` of the Authorization header."""
