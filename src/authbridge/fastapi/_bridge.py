@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from .._clock import Clock, system_clock
 from .._httpx import AsyncTransport
+from ..client._settings import LoginSettings
 from ..errors import AuthBridgeError, ConfigurationError, ProviderUnavailable
 from ..metadata import ProviderMetadata
 from ..resource.base import Provider
@@ -24,6 +24,13 @@ from ..resource.principal import Principal
 from ..resource.provider import BoundProvider, JWTProvider
 from ..resource.server import ResourceServer
 from ..store import ClientRecord
+from ._bridge_checks import (
+    SwaggerLogin,
+    refuse_fastapi_docs_pages,
+    require_scope_list,
+    warn_explaining,
+)
+from ._browser_login import BrowserLogin, install_login, subject_tokens
 from ._docs import swagger_ui_router
 from ._issuer import IssuerEndpoints
 from ._openapi import extend_document
@@ -31,6 +38,7 @@ from ._refusals import RefusalLog, refusal_detail
 from ._routes import check_scope_declarations, operation_usage
 from ._schemes import (
     CLIENT_CREDENTIALS_SCHEME,
+    LOGIN_SCHEME,
     PASSWORD_SCHEME,
     authorization_code_model,
     bearer_description,
@@ -52,44 +60,6 @@ SWAGGER_CLIENT_ID = "swagger-ui"
 """The built-in public client Swagger UI logs in with at the app's own issuer."""
 
 PRM_PATH = "/.well-known/oauth-protected-resource"
-
-
-@dataclass(frozen=True, slots=True)
-class SwaggerLogin:
-    """Log in from Swagger UI's "Authorize" at an OpenID provider (authorization code + PKCE).
-
-    Swagger UI acts as a *public* client: register ``client_id`` at the provider
-    as a public (no secret) client allowing the authorization code grant with
-    PKCE, with ``<your app>/docs/oauth2-redirect`` as redirect URI, and allow
-    your app's origin for CORS on its token endpoint.
-
-    Args:
-        provider: Name of an [OIDCProvider][authbridge.OIDCProvider] of this
-            [AuthBridge][authbridge.AuthBridge].
-        client_id: The public client Swagger UI uses.
-        scopes: Scopes offered in the dialog (name → description, or a list of
-            names); all are pre-selected.
-        authorization_url: The authorization endpoint; from discovery if omitted.
-        token_url: The token endpoint; from discovery if omitted.
-        extra_params: Added to the authorization request, e.g. ``{"audience":
-            "https://api.example.org"}`` (Auth0) or ``{"resource": ...}`` (RFC 8707).
-    """
-
-    provider: str
-    client_id: str
-    scopes: Mapping[str, str] | Sequence[str] = ()
-    authorization_url: str | None = None
-    token_url: str | None = None
-    extra_params: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _require_scope_list(self.scopes, "SwaggerLogin(scopes=...)")
-
-    def scope_descriptions(self) -> dict[str, str]:
-        """Scopes as the OpenAPI flow object lists them."""
-        if isinstance(self.scopes, Mapping):
-            return dict(self.scopes)
-        return {scope: scope for scope in self.scopes}
 
 
 class AuthBridge:
@@ -135,6 +105,13 @@ class AuthBridge:
             ``alg``, ``kid``...) in the JSON body of every 401/403/503. Those
             values can come from the token; never turn this on in production.
             Logged at WARNING when on.
+        login: Browser login at the app's ``issuer``
+            ([LoginSettings][authbridge.client.LoginSettings]): its
+            ``/oauth/authorize`` endpoint with a login chooser (the local
+            password and every provider with a login client id), the
+            providers' callback, server-side sessions at ``/auth/*`` (the
+            session cookie is accepted by `principal` when no bearer token
+            is sent), and Swagger UI's ``AppLogin`` box.
 
     Example:
         ```python
@@ -165,9 +142,10 @@ class AuthBridge:
         resource: str | None = None,
         scopes_supported: Sequence[str] | None = None,
         explain_refusals: bool = False,
+        login: LoginSettings | None = None,
     ) -> None:
         if scopes_supported is not None:
-            _require_scope_list(scopes_supported, "AuthBridge(scopes_supported=...)")
+            require_scope_list(scopes_supported, "AuthBridge(scopes_supported=...)")
         sources: list[Provider] = [*providers]
         if issuer is not None:
             sources.append(issuer)
@@ -195,6 +173,9 @@ class AuthBridge:
         self._endpoints: IssuerEndpoints | None = None
         if issuer is not None:
             self._endpoints = IssuerEndpoints(self.resource_server.bound(issuer.name).runtime)
+        self.browser_login: BrowserLogin | None = None
+        """The browser login's parts (``None`` without ``login=``)."""
+        self._bind_login(login, providers, clock=clock, timeout=http_timeout)
         self._issuers = tuple(
             iss for p in sources for iss in self.resource_server.bound(p.name).jwt_issuers
         )
@@ -205,7 +186,7 @@ class AuthBridge:
             self.resource_server.bound(p.name).max_token_bytes for p in sources
         )
         if explain_refusals:
-            _warn_explaining()
+            warn_explaining()
         if resource is not None:
             if urlsplit(resource).scheme not in ("https", "http"):
                 raise ConfigurationError("resource_must_be_an_http_url")
@@ -235,6 +216,41 @@ class AuthBridge:
         )
         """Dependency: like `principal`, and the token must still be active at its
         provider (a revoked JWT is refused before its ``exp``): for high-value routes."""
+
+    def _bind_login(
+        self,
+        login: LoginSettings | None,
+        providers: Sequence[Provider],
+        *,
+        clock: Clock,
+        timeout: float,
+    ) -> None:
+        endpoints = self._endpoints
+        if endpoints is None:
+            if login is not None:
+                raise ConfigurationError(
+                    "login_needs_an_issuer",
+                    message="AuthBridge(login=...) needs issuer=AppIssuer(...): logins end "
+                    "in the app's own tokens or sessions, kept in its store",
+                )
+            return
+        # The resource server's outbound client: the same bounds, proxy and transport.
+        http = self.resource_server._http.session
+        if login is not None:
+            self.browser_login = BrowserLogin(
+                login,
+                endpoints,
+                providers,
+                http=http,
+                clock=clock,
+                timeout=timeout,
+                verify=self.resource_server.verify,
+            )
+            endpoints.runtime.subject_tokens = self.browser_login.subject_tokens
+        else:
+            endpoints.runtime.subject_tokens = subject_tokens(
+                endpoints.runtime, providers, verify=self.resource_server.verify, clock=clock
+            )
 
     @property
     def issuer(self) -> IssuerRuntime | None:
@@ -310,9 +326,10 @@ class AuthBridge:
     def issuer_schemes(self) -> dict[str, dict[str, Any]]:
         """The OpenAPI security schemes of the app's own issuer, by name (empty without one).
 
-        ``AppPassword`` (the password flow, refreshed at the token endpoint)
-        and ``AppClientCredentials``, each present when its grant is enabled;
-        the token URL is the endpoint's path, so Swagger UI posts to the
+        ``AppLogin`` (the authorization code flow with PKCE at the app's
+        ``/oauth/authorize``, with ``login=``), ``AppPassword`` (the password
+        flow) and ``AppClientCredentials``, each present when its grant is
+        enabled; the URLs are the endpoints' paths, so Swagger UI uses the
         origin it was loaded from.
         """
         endpoints = self._endpoints
@@ -322,6 +339,18 @@ class AuthBridge:
         token_url = endpoints.path("token")
         scopes = dict(config.scopes)
         models: dict[str, OAuth2Model] = {}
+        if self.browser_login is not None and "authorization_code" in config.grant_types:
+            models[LOGIN_SCHEME] = authorization_code_model(
+                authorization_url=self.browser_login.path("authorize"),
+                token_url=token_url,
+                refresh_url=token_url,
+                scopes=scopes,
+                description=(
+                    "Log in at this app: its local password or a provider "
+                    f"(authorization code with PKCE); client_id: `{self.swagger_client_id}`, "
+                    "no secret"
+                ),
+            )
         if "password" in config.grant_types:
             models[PASSWORD_SCHEME] = password_model(
                 token_url=token_url, scopes=scopes, client_id=self.swagger_client_id
@@ -403,12 +432,16 @@ class AuthBridge:
 
         With a `SwaggerLogin`, Swagger UI uses PKCE as a public client: no
         secret in the browser. With only the app's issuer (and its password
-        grant), the password box's client id is `swagger_client_id`.
-        ``None`` without either.
+        grant), the password box's client id is `swagger_client_id`; with
+        its ``AppLogin`` box (``login=``), PKCE is on too. ``None`` without
+        either.
         """
         login = self.swagger_login
         if login is None:
-            if PASSWORD_SCHEME in self.issuer_schemes():
+            schemes = self.issuer_schemes()
+            if LOGIN_SCHEME in schemes:
+                return {"clientId": SWAGGER_CLIENT_ID, "usePkceWithAuthorizationCodeGrant": True}
+            if PASSWORD_SCHEME in schemes:
                 return {"clientId": SWAGGER_CLIENT_ID}
             return None
         init: dict[str, Any] = {
@@ -432,7 +465,7 @@ class AuthBridge:
         for app in self._apps:
             check_scope_declarations(app.routes)
         if self.explain_refusals:
-            _warn_explaining()
+            warn_explaining()
         endpoints = self._endpoints
         if endpoints is not None:
             # Before the resource server: its own-token source needs the keys.
@@ -443,6 +476,8 @@ class AuthBridge:
             if endpoints is not None:
                 await endpoints.starter.aclose()
             raise
+        if self.browser_login is not None:
+            await self.browser_login.start()
         provider, login = self._login_provider, self.swagger_login
         if provider is not None and login is not None:
             bound: BoundProvider = self.resource_server.bound(provider.name)
@@ -512,6 +547,10 @@ class AuthBridge:
           public client Swagger UI's password box logs in with
           (`swagger_client_id`, no secret, password and refresh grants, every
           scope of the issuer).
+        - With ``login=``: the authorization endpoint, the providers'
+          callback, the ``/auth/*`` session routes and the pages' stylesheet;
+          Swagger UI's client also gets the authorization code grant with
+          ``<issuer origin><docs_url>/oauth2-redirect`` as its redirect URI.
 
         Raises:
             ConfigurationError: FastAPI's own docs or ReDoc page is registered
@@ -520,15 +559,17 @@ class AuthBridge:
                 route is declared).
         """
         if docs_url is not None:
-            _refuse_fastapi_docs_pages(app, docs_url)
+            refuse_fastapi_docs_pages(app, docs_url)
         check_scope_declarations(app.routes)
         self._apps.append(app)
         self._extend_openapi(app)
         endpoints = self._endpoints
         if endpoints is not None:
             if docs_url is not None:
-                self._add_swagger_client(endpoints.runtime)
+                self._add_swagger_client(endpoints.runtime, docs_url)
             endpoints.install(app)
+        if self.browser_login is not None:
+            install_login(app, self.browser_login)
         if docs_url is not None:
             app.include_router(
                 swagger_ui_router(
@@ -543,14 +584,21 @@ class AuthBridge:
         if self.resource is not None:
             self._install_resource_metadata(app, self.resource)
 
-    def _add_swagger_client(self, runtime: IssuerRuntime) -> None:
+    def _add_swagger_client(self, runtime: IssuerRuntime, docs_url: str) -> None:
+        grants = {"password", "refresh_token"}
+        redirect_uris: tuple[str, ...] = ()
+        login = self.browser_login
+        if login is not None and "authorization_code" in runtime.config.grant_types:
+            grants.add("authorization_code")
+            redirect_uris = (f"{login.origin}{docs_url}/oauth2-redirect",)
         runtime.add_builtin_client(
             ClientRecord(
                 client_id=self.swagger_client_id,
                 name="Swagger UI",
                 auth_method="none",
-                grant_types=frozenset({"password", "refresh_token"}),
+                grant_types=frozenset(grants),
                 scopes=frozenset(runtime.config.scopes),
+                redirect_uris=redirect_uris,
             )
         )
 
@@ -595,51 +643,3 @@ class AuthBridge:
             "scopes_supported": list(scopes),
             "bearer_methods_supported": methods,
         }
-
-
-def _refuse_fastapi_docs_pages(app: FastAPI, docs_url: str) -> None:
-    """FastAPI's own pages next to authbridge's Swagger UI are a hole in it.
-
-    They load scripts from a CDN without a Content-Security-Policy, and FastAPI
-    pastes ``root_path`` into them unescaped (reflected script under a templated
-    mount), on the same origin where authbridge's Swagger UI keeps the bearer
-    token in ``localStorage`` (``persistAuthorization``).
-    """
-    # FastAPI registers them only with an OpenAPI document to show.
-    pages = [
-        f"{name} at {url}"
-        for name, url in (("docs page", app.docs_url), ("ReDoc page", app.redoc_url))
-        if url and app.openapi_url
-    ]
-    if pages:
-        raise ConfigurationError(
-            "create_the_app_with_docs_url_none",
-            message=(
-                f"FastAPI's own {' and '.join(pages)} would be served next to authbridge's "
-                f"Swagger UI at {docs_url}, on the origin where it keeps the bearer token "
-                "(CDN scripts, no Content-Security-Policy, root_path reflected unescaped): "
-                "create the app with FastAPI(docs_url=None, redoc_url=None), or pass "
-                "docs_url=None to install() to keep FastAPI's pages instead"
-            ),
-        )
-
-
-def _require_scope_list(scopes: object, where: str) -> None:
-    """A string where a list of scopes goes is a mistake, not a list of letters."""
-    if isinstance(scopes, str | bytes):
-        text = scopes if isinstance(scopes, str) else scopes.decode("latin-1")
-        suggestion = [s for s in text.split(" ") if s] or [text]
-        raise ConfigurationError(
-            "scopes_must_be_a_list",
-            message=(
-                f"{where} takes a list of scopes, e.g. {suggestion!r}, not the string "
-                f"{scopes!r} (which would be read letter by letter)"
-            ),
-        )
-
-
-def _warn_explaining() -> None:
-    logger.warning(
-        "authbridge: explain_refusals is ON: 401/403/503 bodies carry refusal reasons and "
-        "values taken from tokens. Development only: turn it off in production."
-    )

@@ -29,14 +29,25 @@ from ..resource.provider import JWTProvider
 
 
 def authorization_code_model(
-    *, authorization_url: str, token_url: str, scopes: dict[str, str], description: str
+    *,
+    authorization_url: str,
+    token_url: str,
+    scopes: dict[str, str],
+    description: str,
+    refresh_url: str | None = None,
 ) -> OAuth2Model:
     """An OAuth2 scheme with only the authorization code flow (PKCE is Swagger's side)."""
     flow = OAuthFlowAuthorizationCode(
-        authorizationUrl=authorization_url, tokenUrl=token_url, scopes=scopes
+        authorizationUrl=authorization_url,
+        tokenUrl=token_url,
+        refreshUrl=refresh_url,
+        scopes=scopes,
     )
     return OAuth2Model(flows=OAuthFlows(authorizationCode=flow), description=description)
 
+
+LOGIN_SCHEME = "AppLogin"
+"""The OpenAPI scheme of the app's own authorization endpoint (browser login)."""
 
 PASSWORD_SCHEME = "AppPassword"
 """The OpenAPI scheme of the app's own password grant."""

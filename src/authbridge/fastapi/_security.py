@@ -1,4 +1,4 @@
-"""FastAPI security dependencies that turn a bearer token into a Principal.
+"""FastAPI security dependencies that turn a bearer token (or a browser session) into a Principal.
 
 They subclass `fastapi.security.base.SecurityBase`, so FastAPI lists an
 HTTP bearer scheme in the OpenAPI document (Swagger's "Authorize" accepts a
@@ -133,10 +133,46 @@ class PrincipalDependency(SecurityBase):
     ) -> Principal:
         try:
             principal = await self._verify(self._token(connection))
+        except MissingToken as exc:
+            principal = await self._session(connection, exc, security_scopes.scopes)
         except AuthBridgeError as exc:
             self._fail(connection, exc, security_scopes.scopes)
         required = security_scopes.scopes
         if required and not principal.scopes.issuperset(required):
+            self._fail(connection, _insufficient(required, principal), required)
+        return principal
+
+    async def _session(
+        self, connection: HTTPConnection, missing: MissingToken, required: Sequence[str]
+    ) -> Principal:
+        """The browser session's principal when no bearer token is sent (``login=``).
+
+        Unsafe methods need the session's CSRF token and a same-origin
+        ``Origin`` when one is sent (403 otherwise); no session: ``missing``.
+        """
+        login = self.bridge.browser_login
+        if login is None:
+            self._fail(connection, missing, required)
+        try:
+            principal = await login.session_principal(connection)
+        except AuthBridgeError as exc:
+            self._fail(connection, exc, required)
+        if principal is None:
+            self._fail(connection, missing, required)
+        return principal
+
+    async def _optional_session(
+        self, connection: HTTPConnection, required: Sequence[str]
+    ) -> Principal | None:
+        """The session's principal, or ``None`` without a live session (anonymous)."""
+        login = self.bridge.browser_login
+        if login is None:
+            return None
+        try:
+            principal = await login.session_principal(connection)
+        except AuthBridgeError as exc:
+            self._fail(connection, exc, required)
+        if principal is not None and required and not principal.scopes.issuperset(required):
             self._fail(connection, _insufficient(required, principal), required)
         return principal
 
@@ -236,7 +272,7 @@ class OptionalPrincipalDependency(PrincipalDependency):
     """Like `PrincipalDependency`, but anonymous callers get ``None``.
 
     A presented but invalid token is still refused: only the absence of
-    credentials means "anonymous".
+    credentials (no bearer token, no live session) means "anonymous".
     """
 
     attribute_name = "optional_principal"
@@ -247,7 +283,7 @@ class OptionalPrincipalDependency(PrincipalDependency):
         try:
             self._token(connection)  # only to tell "anonymous" apart; cheap
         except MissingToken:
-            return None
+            return await self._optional_session(connection, security_scopes.scopes)
         except AuthBridgeError as exc:
             self._fail(connection, exc, security_scopes.scopes)
         return await super().__call__(connection, security_scopes)
