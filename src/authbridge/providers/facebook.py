@@ -1,14 +1,24 @@
-"""Facebook: user access tokens checked with the Graph API's ``debug_token``, for every role."""
+"""Facebook: user access tokens checked with the Graph API's ``debug_token``, and login."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from .._clock import Clock
 from .._http import ClientSource
-from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
+from ..client import (
+    AuthorizationRequest,
+    ExternalIdentity,
+    LoginEndpoints,
+    ProviderLogin,
+    TokenSet,
+)
+from ..errors import ConfigurationError, InvalidToken, LoginError, ProviderUnavailable
+from ..resource import Principal
 from ..resource._api import ApiProviderBase, ApiSource, api_principal
 from ..resource._formats import (
     facebook_token_plausible,
@@ -20,15 +30,31 @@ from ..resource._upstream import (
     numeric_id,
 )
 from ..resource.base import Verified, scope_tokens
+from ._login import get_json, need_login, text, user_object
+
+FACEBOOK_ISSUER = "https://www.facebook.com"
+"""The namespace of Facebook identities (Facebook Login has no issuer of its own here)."""
 
 
 class FacebookProvider(ApiProviderBase):
-    """Facebook user access tokens, checked with the Graph API's ``debug_token``.
+    """Facebook: "Log in with Facebook", and user access tokens accepted on routes and in exchange.
 
-    The token must be valid, issued to *your* app (``app_id``), of type USER
+    A token must be valid, issued to *your* app (``app_id``), of type USER
     and unexpired. The check is a Graph API batch request, so the app access
     token (``app_id|app_secret``) and the user's token travel in a POST body,
     never in a URL.
+
+    Login: the browser goes to the login dialog (``dialog_url``); the code is
+    redeemed at ``{graph_base}/{api_version}/oauth/access_token`` (secret in
+    the form); the person is ``GET {graph_base}/{api_version}/me?fields=id,name,email``
+    with ``appsecret_proof`` (HMAC-SHA256 of the token under the app secret).
+    The subject is the app-scoped user id, in the namespace
+    ``https://www.facebook.com``. Facebook says nothing about whether an
+    address was verified: its email is **never** counted as verified. No PKCE
+    (the classic flow does not document it) and no ID token.
+
+    Token exchange: a token that passed the ``app_id`` check becomes the same
+    identity as a browser login.
 
     Args:
         app_id: Your Facebook app id.
@@ -36,6 +62,9 @@ class FacebookProvider(ApiProviderBase):
         name: Provider name in the [Principal][authbridge.Principal].
         graph_base: Graph API root.
         api_version: Graph API version (e.g. ``"v19.0"``).
+        dialog_url: The login dialog (tests point it at a fake).
+        login_scopes: Permissions asked for at login.
+        display_name: The name on the login chooser.
         token_prefixes: Tokens routed here (user tokens start with ``EAA``).
         cache_ttl: Longest reuse of a positive answer, in seconds.
         negative_cache_ttl: How long a refused token is remembered.
@@ -57,6 +86,9 @@ class FacebookProvider(ApiProviderBase):
         name: str = "facebook",
         graph_base: str = "https://graph.facebook.com",
         api_version: str = "v19.0",
+        dialog_url: str = "https://www.facebook.com/v19.0/dialog/oauth",
+        login_scopes: Sequence[str] = ("email", "public_profile"),
+        display_name: str = "Facebook",
         token_prefixes: Sequence[str] = ("EAA",),
         cache_ttl: float = 60.0,
         negative_cache_ttl: float = 5.0,
@@ -73,6 +105,36 @@ class FacebookProvider(ApiProviderBase):
         self._app_secret = app_secret
         self.graph_base = graph_base.rstrip("/")
         self.api_version = api_version
+        self.dialog_url = dialog_url
+        self.login_scopes = tuple(login_scopes)
+        self.display_name = display_name
+
+    @property
+    def login_enabled(self) -> bool:
+        """Always: the app id and secret that check tokens also log people in."""
+        return True
+
+    def bind_login(self, client: ClientSource, clock: Clock, *, timeout: float) -> FacebookLogin:
+        """Create the login runtime for one app."""
+        need_login(self.login_enabled, self.name)
+        return FacebookLogin(self, client=client, clock=clock, timeout=timeout)
+
+    def exchange_identity(self, principal: Principal) -> ExternalIdentity | None:
+        """The identity behind a Facebook token this provider's verifier accepted.
+
+        ``None`` for a token not issued to ``app_id`` (the verifier refuses
+        those already; this checks again).
+        """
+        if principal.provider != self.name or principal.client_id != self.app_id:
+            return None
+        if principal.subject is None:
+            return None
+        return facebook_identity(self.name, principal.subject, principal.claims)
+
+    def appsecret_proof(self, access_token: str) -> str:
+        """The Graph API's ``appsecret_proof`` of ``access_token`` (HMAC-SHA256, hex)."""
+        key = self._app_secret.encode("utf-8")
+        return hmac.new(key, access_token.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def __repr__(self) -> str:
         return f"FacebookProvider({self.name!r}, app_id={self.app_id!r})"
@@ -150,7 +212,7 @@ class _FacebookSource(ApiSource):
             raise ProviderUnavailable("unexpected_response", provider=self.name)
         principal = api_principal(
             provider=self.name,
-            issuer="https://www.facebook.com",
+            issuer=FACEBOOK_ISSUER,
             subject=user_id,
             client_id=provider.app_id,
             scopes=tuple(scope_tokens(data.get("scopes"))),
@@ -158,3 +220,88 @@ class _FacebookSource(ApiSource):
             claims=data,
         )
         return self._verified(principal, expires_at)
+
+
+class FacebookLogin(ProviderLogin):
+    """ "Log in with Facebook" inside one app.
+
+    See [FacebookProvider][authbridge.FacebookProvider].
+    """
+
+    uses_pkce = False
+    uses_nonce = False
+    token_endpoint_auth = "client_secret_post"
+
+    def __init__(
+        self, provider: FacebookProvider, *, client: ClientSource, clock: Clock, timeout: float
+    ) -> None:
+        super().__init__(
+            client=client, clock=clock, timeout=timeout, client_secret=provider._app_secret
+        )
+        self.provider = provider
+        self.name = provider.name
+        self.display_name = provider.display_name
+        self.client_id = provider.app_id
+        self.scopes = provider.login_scopes
+        graph = f"{provider.graph_base}/{provider.api_version}"
+        self._me = f"{graph}/me"
+        self._endpoints = LoginEndpoints(
+            authorization_endpoint=provider.dialog_url,
+            token_endpoint=f"{graph}/oauth/access_token",
+        )
+
+    async def endpoints(self) -> LoginEndpoints:
+        """The dialog and the Graph API's token endpoint."""
+        return self._endpoints
+
+    def authorization_params(self, auth: AuthorizationRequest) -> dict[str, str]:
+        """Facebook's dialog: permissions separated by commas; no ``prompt``/``login_hint``."""
+        params = super().authorization_params(auth)
+        if auth.scopes:
+            params["scope"] = ",".join(auth.scopes)
+        params.pop("login_hint", None)
+        if params.pop("prompt", None) == "login":
+            params["auth_type"] = "reauthenticate"
+        return params
+
+    async def identity(self, tokens: TokenSet, *, nonce: str | None) -> ExternalIdentity:
+        """The person: ``GET /me?fields=id,name,email`` with ``appsecret_proof``.
+
+        Raises:
+            LoginError: ``no_subject``, ``token_error`` (Facebook refused the token).
+            ProviderUnavailable: the Graph API is down or answers garbage.
+        """
+        query = urlencode(
+            {
+                "fields": "id,name,email",
+                "appsecret_proof": self.provider.appsecret_proof(tokens.access_token),
+            }
+        )
+        response = await get_json(
+            self._client,
+            f"{self._me}?{query}",
+            provider=self.name,
+            access_token=tokens.access_token,
+            timeout=self._timeout,
+        )
+        if response.status in (400, 403):  # Graph API: OAuthException for a bad token
+            raise LoginError("token_error", provider=self.name, detail={"error": "graph_refused"})
+        user = user_object(response, provider=self.name, now=self._clock())
+        user_id = numeric_id(user.get("id"))
+        if user_id is None:
+            raise LoginError("no_subject", provider=self.name)
+        return facebook_identity(self.name, user_id, user)
+
+
+def facebook_identity(name: str, user_id: str, user: object) -> ExternalIdentity:
+    """A Facebook user as an identity: the app-scoped id; the email never verified."""
+    claims = dict(user) if isinstance(user, dict) else {}
+    return ExternalIdentity(
+        provider=name,
+        issuer=FACEBOOK_ISSUER,
+        subject=user_id,
+        email=text(claims.get("email")),
+        email_verified=False,
+        name=text(claims.get("name")),
+        claims=claims,
+    )
