@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from ._facebook_login import DIALOG, _FacebookFlow, _FacebookUser, appsecret_proof
 from ._fakeapi import FakeAPI
 from ._wire import (
     _LOGIN_CREDENTIALS,
@@ -73,6 +74,19 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
     ``POST /debug_token`` with form fields is *not* documented; it is refused
     unless ``accept_post=True``.
 
+    Logging in ("Manually Build a Login Flow"): ``GET
+    {www_base}/{version}/dialog/oauth`` answers a login dialog page (the users
+    added with `add_user`; `approve_as` skips it), then 302 to
+    ``redirect_uri`` with ``code`` and ``state`` (a denial is
+    ``error=access_denied&error_reason=user_denied``). ``GET`` (query, as
+    documented) or ``POST`` ``{graph_base}/{version}/oauth/access_token``
+    needs ``client_id``, ``client_secret``, the dialog's ``redirect_uri``
+    and, after a PKCE challenge, ``code_verifier``; each code works once
+    within ``code_ttl``. ``GET /{version}/me?fields=id,name,email`` answers
+    the user (``email`` only with that permission); ``appsecret_proof`` is
+    checked when sent and required with ``require_appsecret_proof``.
+    Errors are Graph API error objects; no CORS headers.
+
     Args:
         app_id: Your app's id.
         app_secret: Your app's secret (random if omitted).
@@ -82,6 +96,11 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
         app_name: Reported as ``application``.
         accept_post: Also answer ``POST /debug_token`` with form parameters.
         clock: Time source for expiry.
+        redirect_uris: Valid OAuth redirect URIs (exact match); ``None``
+            accepts any http(s) URL.
+        www_base: Where the login dialog is.
+        require_appsecret_proof: The app's "Require App Secret" setting.
+        code_ttl: Seconds an authorization code stays redeemable.
     """
 
     _credential_params: ClassVar[frozenset[str]] = (
@@ -98,8 +117,16 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
         app_name: str = "authbridge-test",
         accept_post: bool = False,
         clock: Callable[[], float] | None = None,
+        redirect_uris: Sequence[str] | None = None,
+        www_base: str = "https://www.facebook.com",
+        require_appsecret_proof: bool = False,
+        code_ttl: float = 600.0,
     ) -> None:
         super().__init__(graph_base, clock=clock)
+        self.redirect_uris = None if redirect_uris is None else tuple(redirect_uris)
+        self.require_appsecret_proof = require_appsecret_proof
+        self._add_base("www", www_base)
+        self._login = _FacebookFlow(self, code_ttl)
         self.app_id = app_id
         self.app_secret = app_secret or secrets.token_hex(16)
         self.version = version
@@ -115,6 +142,63 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
     def debug_token_url(self) -> str:
         """``{graph_base}/{version}/debug_token``."""
         return f"{self.base_url}/{self.version}/debug_token"
+
+    @property
+    def dialog_url(self) -> str:
+        """``{www_base}/{version}/dialog/oauth``."""
+        return f"{self._base('www')}/{self.version}/dialog/oauth"
+
+    @property
+    def access_token_url(self) -> str:
+        """``{graph_base}/{version}/oauth/access_token``."""
+        return f"{self.base_url}/{self.version}/oauth/access_token"
+
+    def appsecret_proof(self, access_token: str) -> str:
+        """The ``appsecret_proof`` of ``access_token`` for this app."""
+        return appsecret_proof(self.app_secret, access_token)
+
+    def add_user(
+        self,
+        name: str = "Alice Example",
+        user_id: str | None = None,
+        *,
+        email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+    ) -> str:
+        """Add a user to the login dialog and return the app-scoped id (the dialog's key).
+
+        Args:
+            name: Display name.
+            user_id: The app-scoped user id (a fresh number if omitted).
+            email: Answered by ``/me`` with the ``email`` permission (Facebook
+                says nothing of its verification).
+            first_name: First name.
+            last_name: Last name.
+        """
+        user_id = user_id or str(10_000_000_000 + len(self._login.users) + 1)
+        self._login.add(user_id, _FacebookUser(user_id, name, email, first_name, last_name))
+        return user_id
+
+    def approve_as(self, user_id: str, **callback: str | None) -> None:
+        """Make the next dialog request redirect at once, approved by ``user_id``.
+
+        Keyword arguments override the callback's parameters (``None``
+        removes one).
+
+        Raises:
+            KeyError: No user ``user_id`` was added.
+        """
+        self._login.approve_as(user_id, callback)
+
+    def _route_web(self, request: _Incoming) -> _Reply | None:
+        path = self._under(request, "www")
+        if path is not None and DIALOG.match(path):
+            return self._login.authorize(request, f"{self._base('www')}{path}")
+        return None
+
+    def _json(self, status: int, payload: Any) -> _Reply:
+        return _json_reply(status, payload, content_type=_FB_JSON)
 
     @property
     def app_access_token(self) -> str:
@@ -201,6 +285,10 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
         params = {**request.query, **request.form}
         if request.method == "POST" and "batch" in params:
             return self._batch(request, params)
+        if path == "/oauth/access_token" and request.method in ("GET", "POST"):
+            return self._login.token(request)
+        if path == "/me" and request.method in ("GET", "POST"):
+            return self._login.me(request)
         if path != "/debug_token":
             return self._not_found(request)
         if request.method == "POST" and not self.accept_post:

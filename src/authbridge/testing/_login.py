@@ -210,7 +210,7 @@ def approval_page(
     title: str,
     action: str,
     carried: Mapping[str, str],
-    users: Sequence[str],
+    users: Sequence[tuple[str, str]],
     app: str,
     scopes: Sequence[str],
     password: bool = False,
@@ -223,7 +223,7 @@ def approval_page(
     fields, ``user`` (or ``username`` + ``password``) and ``decision``.
     """
     name = "username" if password else "user"
-    options = "".join(f'<option value="{esc(u)}"></option>' for u in users)
+    options = "".join(f'<option value="{esc(v)}">{esc(label)}</option>' for v, label in users)
     value = f' value="{esc(prefill)}"' if prefill else ""
     secret = (
         '<p><label>Password <input type="password" name="password" autocomplete="current-password">'
@@ -340,13 +340,17 @@ class _Flow(ABC, Generic[_U]):
             title=self.title,
             action=action,
             carried=params,
-            users=list(self.users),
+            users=self.labels(),
             app=params.get("client_id", ""),
             scopes=self.scopes_of(params),
             password=self.password,
             error=error,
             prefill=params.get("login_hint") or params.get("login"),
         )
+
+    def labels(self) -> list[tuple[str, str]]:
+        """The page's suggestions: ``(form value, label)`` per user."""
+        return [(key, key) for key in self.users]
 
     def approve(
         self, params: Mapping[str, str], user: str, overrides: Mapping[str, str | None]
