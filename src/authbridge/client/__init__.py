@@ -6,6 +6,7 @@ descriptions (``authbridge.providers``) implement
 them.
 """
 
+from ._accounts import AccountPolicy, Accounts
 from ._base import (
     AuthorizationRequest,
     ExternalIdentity,
@@ -16,14 +17,32 @@ from ._base import (
     TokenSet,
     code_challenge,
 )
+from ._exchange import ExchangeProvider, SubjectTokens
+from ._flow import LoginClient, LoginOutcome
+from ._id_token import verify_id_token
+from ._oidc import OIDCLogin
+from ._sessions import Sessions
+from ._settings import LoginSettings
+from ._transactions import LoginTransaction
 
 __all__ = [
+    "AccountPolicy",
+    "Accounts",
     "AuthorizationRequest",
+    "ExchangeProvider",
     "ExternalIdentity",
+    "LoginClient",
     "LoginEndpoints",
+    "LoginOutcome",
     "LoginProvider",
+    "LoginSettings",
+    "LoginTransaction",
+    "OIDCLogin",
     "ProviderLogin",
+    "Sessions",
+    "SubjectTokens",
     "TokenEndpointAuth",
     "TokenSet",
     "code_challenge",
+    "verify_id_token",
 ]
