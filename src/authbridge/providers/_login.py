@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .._http import ClientSource, RawResponse, request
@@ -169,3 +169,13 @@ def site(value: str, *, name: str, what: str) -> str:
             message=f"{what} is a host name such as 'example.org' (or a URL), got {value!r}",
         )
     return f"https://{value}"
+
+
+def with_login_client(
+    client_id: str | None, client_ids: Sequence[str] | None
+) -> tuple[str, ...] | None:
+    """A preset's ``client_ids`` with its login client among them (``None``: no client check)."""
+    if client_ids is None:
+        return None
+    ids = (client_ids,) if isinstance(client_ids, str) else tuple(client_ids)
+    return tuple(dict.fromkeys((*((client_id,) if client_id else ()), *ids)))

@@ -131,6 +131,7 @@ class AppleProvider(OIDCProvider):
         if "openid" not in login_scopes:
             raise ConfigurationError("oidc_login_needs_openid_scope", provider=name)
         self.client_id = client_id
+        self.client_ids = frozenset((client_id, *client_ids))
         self.team_id = team_id
         self.key_id = key_id
         self._key = _p256_key(private_key, name) if private_key is not None else None
@@ -143,6 +144,11 @@ class AppleProvider(OIDCProvider):
 
     def __repr__(self) -> str:
         return f"AppleProvider({self.name!r}, client_id={self.client_id!r})"
+
+    @property
+    def exchange_client_ids(self) -> frozenset[str]:
+        """Your ids: ``client_id`` and ``client_ids``."""
+        return self.client_ids
 
     @property
     def login_enabled(self) -> bool:

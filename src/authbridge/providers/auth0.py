@@ -8,7 +8,7 @@ from typing import Any
 from ..client import AuthorizationRequest, TokenEndpointAuth
 from ..client._oidc import OIDCLogin
 from ..jose._jwt import TokenType
-from ._login import site
+from ._login import site, with_login_client
 from .oidc import OIDCProvider
 
 
@@ -93,7 +93,7 @@ class Auth0Provider(OIDCProvider):
             name,
             site(domain, name=name, what="domain") + "/",
             client_id if audience is None else audience,
-            client_ids=client_ids,
+            client_ids=with_login_client(client_id, client_ids),
             jwks_uri=jwks_uri,
             algorithms=algorithms,
             token_type=token_type,

@@ -29,7 +29,7 @@ from ..jose._jwt import TokenType
 from ..resource import Principal
 from ..resource.base import Verified
 from ..resource.provider import BoundProvider
-from ._login import claims_identity, verified_flag
+from ._login import claims_identity, verified_flag, with_login_client
 from .oidc import OIDCProvider
 
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
@@ -151,7 +151,7 @@ class EntraProvider(OIDCProvider):
             name,
             issuer,
             audience,
-            client_ids=client_ids,
+            client_ids=with_login_client(client_id, client_ids),
             client_id_claims=("azp", "appid"),
             jwks_uri=jwks_uri,
             discovery_url=discovery_url,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..client import TokenEndpointAuth
 from ..jose._jwt import TokenType
-from ._login import site
+from ._login import site, with_login_client
 from .oidc import OIDCProvider
 
 
@@ -71,7 +71,7 @@ class GitLabProvider(OIDCProvider):
             name,
             site(base_url, name=name, what="base_url"),
             client_id if audience is None else audience,
-            client_ids=client_ids,
+            client_ids=with_login_client(client_id, client_ids),
             jwks_uri=jwks_uri,
             algorithms=algorithms,
             token_type=token_type,

@@ -9,7 +9,7 @@ from ..client import TokenEndpointAuth
 from ..errors import ConfigurationError
 from ..jose._jwt import TokenType
 from ..resource import Introspection
-from ._login import site
+from ._login import site, with_login_client
 from .oidc import OIDCProvider
 
 
@@ -86,7 +86,7 @@ class KeycloakProvider(OIDCProvider):
             name,
             f"{base}/realms/{quote(realm, safe='')}",
             client_id if audience is None else audience,
-            client_ids=client_ids,
+            client_ids=with_login_client(client_id, client_ids),
             jwks_uri=jwks_uri,
             algorithms=algorithms,
             token_type=token_type,

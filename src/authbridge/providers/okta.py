@@ -8,7 +8,7 @@ from ..client import ExternalIdentity, TokenEndpointAuth
 from ..errors import ConfigurationError
 from ..jose._jwt import TokenType
 from ..resource import Principal
-from ._login import audiences, claims_identity, site
+from ._login import audiences, claims_identity, site, with_login_client
 from .oidc import OIDCProvider
 
 
@@ -84,7 +84,7 @@ class OktaProvider(OIDCProvider):
             name,
             f"{site(domain, name=name, what='domain')}/oauth2/{authorization_server}",
             audience,
-            client_ids=client_ids,
+            client_ids=with_login_client(client_id, client_ids),
             client_id_claims=("cid",),
             jwks_uri=jwks_uri,
             algorithms=algorithms,
