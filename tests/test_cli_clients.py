@@ -21,7 +21,14 @@ from typer.testing import CliRunner
 
 import store_support
 from authbridge.cli._clients import clients_app
-from authbridge.issuer import AppIssuer, IssuerRuntime, OAuthError, TokenRequest
+from authbridge.issuer import (
+    AppIssuer,
+    AuthorizeError,
+    IssuerRuntime,
+    OAuthError,
+    TokenRequest,
+    parse_authorize,
+)
 from authbridge.issuer._client_auth import authenticate
 from authbridge.issuer._secrets import CLIENT_SECRET_PREFIX, hash_secret, well_formed
 from authbridge.store import ClientRecord, open_store
@@ -160,6 +167,126 @@ def test_add_public_client(db: Path) -> None:
     record = stored(db, "spa")
     assert record is not None
     assert (record.auth_method, record.secret_hash) == ("none", None)
+
+
+def test_add_a_public_web_client_for_the_code_flow(db: Path) -> None:
+    added = cli(
+        db,
+        "add",
+        "web",
+        "--grant",
+        "authorization_code",
+        "--grant",
+        "refresh_token",
+        "--redirect-uri",
+        "https://app.example.test/callback",
+        "--redirect-uri",
+        "http://127.0.0.1/native",
+        "--scope",
+        "items:read",
+        "--public",
+    )
+    assert added.code == 0, added.err
+    assert "client_secret" not in added.out
+    record = stored(db, "web")
+    assert record is not None
+    assert record.auth_method == "none"
+    assert record.grant_types == frozenset({"authorization_code", "refresh_token"})
+    assert record.redirect_uris == ("https://app.example.test/callback", "http://127.0.0.1/native")
+
+    # The issuer accepts an authorization request of that client, and only at its URIs.
+    async def authorize(redirect_uri: str) -> str | None:
+        config = AppIssuer(
+            "http://127.0.0.1:8000",
+            store=f"sqlite+aiosqlite:///{db}",
+            scopes=["items:read"],
+            development=True,
+        )
+        runtime = IssuerRuntime(config, lambda: 0.0)
+        await runtime.store.start()
+        params = [
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", redirect_uri),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ]
+        try:
+            request = await parse_authorize(runtime, params)
+        except AuthorizeError as exc:
+            return exc.reason
+        finally:
+            await runtime.aclose()
+        assert request.scopes == frozenset({"items:read"})
+        return None
+
+    assert store_support.run_async(lambda: authorize("https://app.example.test/callback")) is None
+    assert store_support.run_async(lambda: authorize("http://127.0.0.1:51000/native")) is None
+    assert (
+        store_support.run_async(lambda: authorize("https://app.example.test/callback/"))
+        == "unregistered_redirect"
+    )
+
+
+def test_add_a_token_exchange_client(db: Path) -> None:
+    added = cli(
+        db, "add", "spa", "--public", "--grant", "urn:ietf:params:oauth:grant-type:token-exchange"
+    )
+    assert added.code == 0, added.err
+    record = stored(db, "spa")
+    assert record is not None
+    assert record.grant_types == frozenset({"urn:ietf:params:oauth:grant-type:token-exchange"})
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example.test/callback?tenant=7",
+        "http://127.0.0.1:8000/callback",
+        "http://[::1]/callback",
+        "http://localhost:3000/callback",
+        "com.example.app:/oauth2redirect",
+    ],
+)
+def test_add_accepts_redirect_uris(db: Path, uri: str) -> None:
+    added = cli(
+        db, "add", "web", "--public", "--grant", "authorization_code", "--redirect-uri", uri
+    )
+    assert added.code == 0, added.err
+    record = stored(db, "web")
+    assert record is not None
+    assert record.redirect_uris == (uri,)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("https://app.example.test/cb#", "is absolute and has no fragment"),
+        ("javascript:alert(1)", "cannot use the javascript: scheme"),
+        ("data:text/html,hi", "cannot use the data: scheme"),
+        ("http://app.example.test/callback", "uses https"),
+        ("https://user@app.example.test/callback", "no user information"),
+        ("https://app.example.test@evil.example.test/cb", "no user information"),
+        ("https:///callback", "names a host"),
+        ("https://app.example.test/call back", "no spaces, control characters or backslashes"),
+        ("https://app.example.test\\@evil.example.test/", "no spaces, control characters"),
+        ("https://app.example.test/cb\r\nX: y", "no spaces, control characters"),
+    ],
+)
+def test_add_refuses_unsafe_redirect_uris(db: Path, uri: str, message: str) -> None:
+    added = cli(
+        db, "add", "web", "--public", "--grant", "authorization_code", "--redirect-uri", uri
+    )
+    assert added.code == 2
+    assert message in added.err
+    assert stored(db, "web") is None
+
+
+def test_the_code_grant_needs_a_redirect_uri(db: Path) -> None:
+    added = cli(db, "add", "web", "--public", "--grant", "authorization_code")
+    assert added.code == 2
+    assert "needs at least one --redirect-uri" in added.err
+    assert stored(db, "web") is None
 
 
 def _jwks_file(tmp_path: Path, *, private: bool = False) -> Path:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import typer
 
 from ..issuer._client_auth import MAX_CLIENT_ID_CHARS, SECRET_METHODS
-from ..issuer._config import GRANT_TYPES, SCOPE_CHARS
+from ..issuer._config import GRANT_TYPES, SCOPE_CHARS, is_loopback_url
 from ..issuer._secrets import CLIENT_SECRET_PREFIX, hash_secret, new_secret
 from ..jose.keys import PRIVATE_MEMBERS, UnusableKey, key_from_jwk
 from ..store import ClientAuthMethod, ClientRecord, Conflict, Store
@@ -116,14 +116,35 @@ def _check_scopes(scopes: list[str]) -> frozenset[str]:
     return frozenset(scopes)
 
 
+_UNSAFE_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "blob", "about"})
+
+
+def _redirect_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a redirect URI, or ``None``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.scheme or not (parts.netloc or parts.path) or "#" in uri:
+        return "is absolute and has no fragment"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F or c == "\\" for c in uri):
+        return "has no spaces, control characters or backslashes"
+    scheme = parts.scheme.lower()
+    if scheme in _UNSAFE_SCHEMES:
+        return f"cannot use the {scheme}: scheme"
+    if scheme in ("http", "https"):
+        if not parts.hostname or "@" in parts.netloc:
+            return "names a host and has no user information (user@host)"
+        if scheme == "http" and not is_loopback_url(uri):
+            return "uses https (http only for a loopback address: http://127.0.0.1:PORT/...)"
+    return None
+
+
 def _check_redirect_uris(uris: list[str]) -> tuple[str, ...]:
     for uri in uris:
-        try:
-            parts = urlsplit(uri)
-        except ValueError:
-            parts = None
-        if parts is None or not parts.scheme or not (parts.netloc or parts.path) or parts.fragment:
-            fail(f"error: a redirect URI is absolute and has no fragment, got {uri!r}", UNAVAILABLE)
+        problem = _redirect_problem(uri)
+        if problem is not None:
+            fail(f"error: a redirect URI {problem}, got {uri!r}", UNAVAILABLE)
     return tuple(dict.fromkeys(uris))
 
 
@@ -193,7 +214,9 @@ def add(
         typer.Option(
             "--redirect-uri",
             metavar="URI",
-            help="A registered redirect URI (exact match); repeat for several.",
+            help="A registered redirect URI for the authorization_code grant (matched "
+            "exactly; https, or http on a loopback address, where a native app may use any "
+            "port of http://127.0.0.1/... or http://[::1]/...); repeat for several.",
             show_default=False,
         ),
     ] = None,
@@ -235,6 +258,12 @@ def add(
             "register a confidential client",
             UNAVAILABLE,
         )
+    redirect_uris = _check_redirect_uris(list(redirect_uri or ()))
+    if "authorization_code" in grants and not redirect_uris:
+        fail(
+            "error: the authorization_code grant needs at least one --redirect-uri URI",
+            UNAVAILABLE,
+        )
     jwks = _read_jwks(jwks_file) if jwks_file is not None else None
     secret = new_secret(CLIENT_SECRET_PREFIX) if method in SECRET_METHODS else None
     record = ClientRecord(
@@ -245,7 +274,7 @@ def add(
         jwks=jwks,
         grant_types=frozenset(grants),
         scopes=_check_scopes(list(scope or ())),
-        redirect_uris=_check_redirect_uris(list(redirect_uri or ())),
+        redirect_uris=redirect_uris,
         created_at=time.time(),
     )
 
