@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..client import TokenEndpointAuth
+from ..client import ExternalIdentity, TokenEndpointAuth
+from ..client._oidc import OIDCLogin
 from ..jose._jwt import TokenType
-from ._login import site, with_login_client
+from ._login import site, text, with_login_client
 from .oidc import OIDCProvider
+
+
+class GitLabLogin(OIDCLogin):
+    """Logging in with GitLab inside one app (see `GitLabProvider`)."""
+
+    def identity_from(
+        self, claims: Mapping[str, Any], userinfo: Mapping[str, Any] | None, id_token: str
+    ) -> ExternalIdentity:
+        """As any OpenID Provider, the username from GitLab's ``nickname``."""
+        identity = super().identity_from(claims, userinfo, id_token)
+        if identity.username is not None:
+            return identity
+        nickname = text(claims.get("nickname", (userinfo or {}).get("nickname")))
+        return dataclasses.replace(identity, username=nickname)
 
 
 class GitLabProvider(OIDCProvider):
@@ -48,6 +65,8 @@ class GitLabProvider(OIDCProvider):
     Raises:
         ConfigurationError: on an inconsistent configuration.
     """
+
+    login_class = GitLabLogin
 
     def __init__(
         self,
