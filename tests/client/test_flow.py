@@ -8,7 +8,6 @@ before the token endpoint is checked to have made no token request.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import logging
@@ -496,77 +495,6 @@ async def test_refusal_messages_hold_no_secret(op: MockOP, client: LoginClient) 
         assert value not in text
 
 
-# -- concurrency ------------------------------------------------------------------------------
-
-
-async def _concurrent_logins(store: SQLStore, keys: Keys, count: int) -> None:
-    op = MockOP(keys, latency=0.05)  # every OP request takes real time
-    clock = Clock()
-    client = LoginClient(
-        {"op": op.login(clock=clock)}, store.one_time, clock=clock, callback_url=CALLBACK
-    )
-    browsers = [f"browser-{i}-{secrets.token_urlsafe(8)}" for i in range(count)]
-    urls = await asyncio.gather(
-        *(client.start("op", browser=b, purpose="session") for b in browsers)
-    )
-    callbacks = [op.authorize(url, sub=f"person-{i}") for i, url in enumerate(urls)]
-    started = time.monotonic()
-    outcomes = await asyncio.gather(
-        *(client.finish(p, browser=b) for p, b in zip(callbacks, browsers, strict=True))
-    )
-    elapsed = time.monotonic() - started
-    assert [o.identity.subject for o in outcomes] == [f"person-{i}" for i in range(count)]
-    assert [o.identity.email for o in outcomes] == [
-        f"person-{i}@example.test" for i in range(count)
-    ]
-    assert op.requests["/token"] == count
-    # They overlapped: serially, count x (token + userinfo) x 50 ms would take far longer.
-    assert elapsed < count * 2 * 0.05 / 2
-
-
-async def test_fifty_concurrent_logins_each_end_in_their_own_identity(
-    store: SQLStore, keys: Keys
-) -> None:
-    await _concurrent_logins(store, keys, 50)
-
-
-async def test_two_tabs_of_one_browser_log_in_at_once(store: SQLStore, keys: Keys) -> None:
-    op = MockOP(keys, latency=0.05)
-    clock = Clock()
-    client = LoginClient(
-        {"op": op.login(clock=clock)}, store.one_time, clock=clock, callback_url=CALLBACK
-    )
-    first = await client.start("op", browser=BROWSER, purpose="session", return_to="/tab-1")
-    second = await client.start("op", browser=BROWSER, purpose="session", return_to="/tab-2")
-    outcomes = await asyncio.gather(
-        client.finish(op.authorize(second, sub="in-tab-2"), browser=BROWSER),
-        client.finish(op.authorize(first, sub="in-tab-1"), browser=BROWSER),
-    )
-    assert [(o.identity.subject, o.transaction.return_to) for o in outcomes] == [
-        ("in-tab-2", "/tab-2"),
-        ("in-tab-1", "/tab-1"),
-    ]
-
-
-async def test_a_concurrent_double_finish_succeeds_once(store: SQLStore, keys: Keys) -> None:
-    op = MockOP(keys, latency=0.05)
-    clock = Clock()
-    client = LoginClient(
-        {"op": op.login(clock=clock)}, store.one_time, clock=clock, callback_url=CALLBACK
-    )
-    url = await client.start("op", browser=BROWSER, purpose="session")
-    params = op.authorize(url)
-    results = await asyncio.gather(
-        *(client.finish(params, browser=BROWSER) for _ in range(8)), return_exceptions=True
-    )
-    successes = [r for r in results if isinstance(r, LoginOutcome)]
-    failures = [r for r in results if isinstance(r, LoginError)]
-    assert len(successes) == 1
-    assert len(failures) == 7
-    assert {f.reason for f in failures} == {"state_unknown"}
-    assert op.requests["/token"] == 1
-
-
 async def test_the_transaction_is_in_the_store_under_the_state_hash(
     client: LoginClient, sqlite_store: SQLStore
 ) -> None:
@@ -576,3 +504,36 @@ async def test_the_transaction_is_in_the_store_under_the_state_hash(
     assert raw is not None
     for secret in (state, BROWSER):
         assert secret.encode() not in raw
+
+
+# -- the order of the checks ------------------------------------------------------------------
+
+
+async def test_the_checks_run_in_the_contracts_order(op: MockOP, client: LoginClient) -> None:
+    """With two defects at once, the earlier check of the contract's order decides."""
+
+    async def callback(**changes: str | None) -> list[tuple[str, str]]:
+        url = await client.start("op", browser=BROWSER, purpose="session")
+        values: dict[str, str | None] = dict(op.authorize(url))
+        values.update(changes)
+        return [(k, v) for k, v in values.items() if v is not None]
+
+    doubled = [*await callback(state=None), ("code", "a"), ("code", "b")]
+    assert (await refused(client, doubled)).reason == "duplicate_parameter"
+    assert (await refused(client, await callback(state=None), browser="x")).reason == (
+        "state_missing"
+    )
+    assert (await refused(client, await callback(state="made-up"), browser="x")).reason == (
+        "state_unknown"
+    )
+    errored = await callback(error="access_denied", iss="https://evil-op.test")
+    assert (await refused(client, errored, browser="x")).reason == "browser_mismatch"
+    assert (
+        await refused(client, await callback(error="access_denied", iss="https://evil-op.test"))
+    ).reason == "provider_error"
+    assert (
+        await refused(client, await callback(iss="https://evil-op.test", code=None))
+    ).reason == "iss_mismatch"
+    assert (await refused(client, await callback(iss=None, code=None))).reason == "iss_missing"
+    assert (await refused(client, await callback(code=None))).reason == "code_missing"
+    assert op.requests["/token"] == 0

@@ -472,3 +472,28 @@ async def test_no_end_session_endpoint_no_logout_url(op: MockOP) -> None:
         await login.logout_url(id_token_hint=None, post_logout_redirect_uri="x", state="s") is None
     )
     assert not login.supports_logout
+
+
+async def test_a_userinfo_error_status_is_unavailable(op: MockOP) -> None:
+    login = op.login()
+    tokens = await tokens_for(op, login)
+    op.access_tokens.clear()  # the OP no longer knows the token: 401
+    with pytest.raises(ProviderUnavailable, match="userinfo_status:401"):
+        await login.identity(tokens, nonce="n-1")
+
+
+async def test_userinfo_gets_the_access_token_in_the_authorization_header(op: MockOP) -> None:
+    seen: list[httpx.Request] = []
+    original = op.handle
+
+    async def spy(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return await original(request)
+
+    login = op.login(client=HttpClientHolder(httpx.MockTransport(spy)).session)
+    tokens = await tokens_for(op, login)
+    await login.identity(tokens, nonce="n-1")
+    (userinfo,) = [r for r in seen if r.url.path == "/me"]
+    assert userinfo.method == "GET"
+    assert userinfo.headers["authorization"] == f"Bearer {tokens.access_token}"
+    assert tokens.access_token not in str(userinfo.url)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
+import time
 
 import pytest
 
+from authbridge.client._flow import LoginClient, LoginOutcome
 from authbridge.client._transactions import (
     LOGIN_KIND,
     LoginTransaction,
@@ -27,6 +30,9 @@ from store_support import (  # noqa: F401 - fixtures
     store,
     store_url,
 )
+
+from .test_id_token import Keys
+from .test_oidc_login import CALLBACK, MockOP
 
 
 def _transaction(now: float, **overrides: object) -> LoginTransaction:
@@ -178,3 +184,83 @@ class _Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+# -- concurrent logins (fastapi-sso #186: one user received another's token under load) ------
+# Each login is its own record: against an OP whose every answer takes real time.
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys()
+
+
+BROWSER = "browser-cookie-" + secrets.token_urlsafe(32)
+
+
+async def _concurrent_logins(store: SQLStore, keys: Keys, count: int) -> None:
+    op = MockOP(keys, latency=0.05)  # every OP request takes real time
+    clock = time.time
+    client = LoginClient(
+        {"op": op.login(clock=clock)}, store.one_time, clock=clock, callback_url=CALLBACK
+    )
+    browsers = [f"browser-{i}-{secrets.token_urlsafe(8)}" for i in range(count)]
+    urls = await asyncio.gather(
+        *(client.start("op", browser=b, purpose="session") for b in browsers)
+    )
+    callbacks = [op.authorize(url, sub=f"person-{i}") for i, url in enumerate(urls)]
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(client.finish(p, browser=b) for p, b in zip(callbacks, browsers, strict=True))
+    )
+    elapsed = time.monotonic() - started
+    assert [o.identity.subject for o in outcomes] == [f"person-{i}" for i in range(count)]
+    assert [o.identity.email for o in outcomes] == [
+        f"person-{i}@example.test" for i in range(count)
+    ]
+    assert op.requests["/token"] == count
+    # They overlapped: serially, count x (token + userinfo) x 50 ms would take far longer.
+    assert elapsed < count * 2 * 0.05 / 2
+
+
+async def test_fifty_concurrent_logins_each_end_in_their_own_identity(
+    store: SQLStore, keys: Keys
+) -> None:
+    await _concurrent_logins(store, keys, 50)
+
+
+async def test_two_tabs_of_one_browser_log_in_at_once(store: SQLStore, keys: Keys) -> None:
+    op = MockOP(keys, latency=0.05)
+    clock = time.time
+    client = LoginClient(
+        {"op": op.login(clock=clock)}, store.one_time, clock=clock, callback_url=CALLBACK
+    )
+    first = await client.start("op", browser=BROWSER, purpose="session", return_to="/tab-1")
+    second = await client.start("op", browser=BROWSER, purpose="session", return_to="/tab-2")
+    outcomes = await asyncio.gather(
+        client.finish(op.authorize(second, sub="in-tab-2"), browser=BROWSER),
+        client.finish(op.authorize(first, sub="in-tab-1"), browser=BROWSER),
+    )
+    assert [(o.identity.subject, o.transaction.return_to) for o in outcomes] == [
+        ("in-tab-2", "/tab-2"),
+        ("in-tab-1", "/tab-1"),
+    ]
+
+
+async def test_a_concurrent_double_finish_succeeds_once(store: SQLStore, keys: Keys) -> None:
+    op = MockOP(keys, latency=0.05)
+    clock = time.time
+    client = LoginClient(
+        {"op": op.login(clock=clock)}, store.one_time, clock=clock, callback_url=CALLBACK
+    )
+    url = await client.start("op", browser=BROWSER, purpose="session")
+    params = op.authorize(url)
+    results = await asyncio.gather(
+        *(client.finish(params, browser=BROWSER) for _ in range(8)), return_exceptions=True
+    )
+    successes = [r for r in results if isinstance(r, LoginOutcome)]
+    failures = [r for r in results if isinstance(r, LoginError)]
+    assert len(successes) == 1
+    assert len(failures) == 7
+    assert {f.reason for f in failures} == {"state_unknown"}
+    assert op.requests["/token"] == 1

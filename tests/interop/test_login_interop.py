@@ -11,6 +11,7 @@ provider's. Requests authbridge makes are counted by wrapping the real transport
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import Counter
@@ -157,13 +158,17 @@ async def test_login_with_pkce_nonce_and_iss(
     client: LoginClient,
     browser: httpx.AsyncClient,
     transport: CountingTransport,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     url = await client.start("op", browser=BROWSER, purpose="session", return_to="/home")
     query = parse_qs(urlsplit(url).query)
     assert query["code_challenge_method"] == ["S256"]
     assert "nonce" in query
     assert url.startswith(f"{provider.issuer}/auth?")
-    params = await drive(browser, url)
+    during_start = list(caplog.records)
+    params = await drive(browser, url)  # the user's browser, not authbridge: not checked
+    caplog.clear()
     names = [name for name, _ in params]
     assert sorted(names) == ["code", "iss", "state"]
     assert dict(params)["iss"] == provider.issuer  # RFC 9207, sent by the provider
@@ -186,6 +191,17 @@ async def test_login_with_pkce_nonce_and_iss(
     with pytest.raises(LoginError, match="state_unknown"):
         await client.finish(params, browser=BROWSER)
     assert transport.paths["/token"] == 1
+
+    # Over the real transport too (httpx and httpcore at DEBUG), nothing secret reached a log
+    # line while authbridge started and finished the login.
+    records = [*during_start, *caplog.records]
+    logged = "\n".join(f"{r.name} {r.getMessage()} {r.args!r}" for r in records)
+    assert "POST" in logged  # the token request was logged (without its form)
+    assert "Login refused: state_unknown" in logged
+    secret = [(k, v) for k, v in params if k in ("code", "state")]
+    for name, value in [*secret, ("nonce", query["nonce"][0]), ("browser", BROWSER)]:
+        assert value not in logged, name
+    assert identity.id_token not in logged
 
 
 async def test_bob_logs_in_unverified(client: LoginClient, browser: httpx.AsyncClient) -> None:
