@@ -14,7 +14,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI, HTTPException, status
 from fastapi.responses import RedirectResponse, Response
@@ -42,7 +42,7 @@ from ..resource.principal import Principal
 from ..store import SessionRecord, UserRecord
 from ._cookies import CookieJar, form_csrf_token, new_cookie_value
 from ._docs import base_path
-from ._issuer import IssuerEndpoints, endpoint_path
+from ._issuer import MAX_FORM_BYTES, IssuerEndpoints, endpoint_path
 from ._pages import html_page, render_error
 from ._refusals import retry_after
 
@@ -318,12 +318,20 @@ def _forbidden(reason: str) -> HTTPException:
 
 
 async def _form_field(request: Request, name: str) -> str | None:
+    """A field of an urlencoded body (read once, cached for the endpoint), at most 16 KiB."""
     media = (request.headers.get("content-type") or "").partition(";")[0].strip().lower()
-    if media not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if media != "application/x-www-form-urlencoded":
         return None
-    form = await request.form()
-    values = form.getlist(name)
-    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+        return None
+    body = await request.body()  # Starlette keeps it for the endpoint
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+    except ValueError:
+        return None
+    values = [value for key, value in pairs if key == name]
+    return values[0] if len(values) == 1 else None
 
 
 def session_key(keks: Sequence[str]) -> bytes:
