@@ -68,7 +68,7 @@ def _subkey(key: bytes, label: bytes) -> bytes:
 
 
 class Sessions:
-    """Browser sessions of one app, kept in a [SessionStore][authbridge.store.SessionStore].
+    """Browser sessions of one app, kept in a `SessionStore` (``store.sessions``).
 
     Args:
         store: Where sessions are kept (``store.sessions``).

@@ -27,7 +27,7 @@ from ._records import (
 )
 
 UnlinkOutcome = Literal["unlinked", "not_linked", "last_login_method"]
-"""What [IdentityStore.unlink_from][authbridge.store.IdentityStore.unlink_from] did."""
+"""What `IdentityStore.unlink_from` did."""
 
 
 @runtime_checkable
