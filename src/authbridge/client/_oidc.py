@@ -90,7 +90,11 @@ class OIDCLogin(ProviderLogin):
         super().__init__(client=client, clock=clock, timeout=timeout, client_secret=client_secret)
         check_issuer_url(issuer, provider=name)
         if not isinstance(client_id, str) or not client_id.strip():
-            raise ConfigurationError("login_client_id_required", provider=name)
+            raise ConfigurationError(
+                "login_client_id_required",
+                provider=name,
+                message="logging in needs the app's client_id at the provider (a non-empty string)",
+            )
         if "openid" not in scopes:
             raise ConfigurationError(
                 "oidc_login_needs_openid_scope",
