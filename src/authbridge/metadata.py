@@ -38,6 +38,7 @@ _ENDPOINTS = frozenset(
         "introspection_endpoint",
         "userinfo_endpoint",
         "revocation_endpoint",
+        "end_session_endpoint",
     }
 )
 
@@ -53,6 +54,7 @@ class ProviderMetadata:
     introspection_endpoint: str | None = None
     userinfo_endpoint: str | None = None
     revocation_endpoint: str | None = None
+    end_session_endpoint: str | None = None
     scopes_supported: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -224,6 +226,7 @@ def _metadata(doc: dict[str, Any], issuer: str, label: str, document: str) -> Pr
         introspection_endpoint=url("introspection_endpoint"),
         userinfo_endpoint=url("userinfo_endpoint"),
         revocation_endpoint=url("revocation_endpoint"),
+        end_session_endpoint=url("end_session_endpoint"),
         scopes_supported=scopes_supported,
         raw=doc,
     )

@@ -6,7 +6,7 @@ descriptions (``authbridge.providers``) implement
 them.
 """
 
-from ._accounts import AccountPolicy, Accounts
+from ._accounts import AccountPolicy, Accounts, FirstLoginHook
 from ._base import (
     AuthorizationRequest,
     ExternalIdentity,
@@ -30,6 +30,7 @@ __all__ = [
     "Accounts",
     "AuthorizationRequest",
     "ExchangeProvider",
+    "FirstLoginHook",
     "ExternalIdentity",
     "LoginClient",
     "LoginEndpoints",

@@ -20,7 +20,7 @@ from .._clock import Clock
 from .._http import ClientSource, request
 from ..errors import ConfigurationError, InvalidToken, LoginError, ProviderUnavailable
 from ..jose import RemoteJWKS, parse_compact
-from ..metadata import MetadataCache, ProviderMetadata, _url_member, check_issuer_url
+from ..metadata import MetadataCache, ProviderMetadata, check_issuer_url
 from ..resource.provider import DEFAULT_ALGORITHMS
 from ._base import ExternalIdentity, LoginEndpoints, ProviderLogin, TokenEndpointAuth, TokenSet
 from ._id_token import id_token_policy, verify_id_token
@@ -157,10 +157,6 @@ class OIDCLogin(ProviderLogin):
             raise ProviderUnavailable("metadata_without_authorization_endpoint", provider=self.name)
         if metadata.token_endpoint is None:
             raise ProviderUnavailable("metadata_without_token_endpoint", provider=self.name)
-        allow_http = urlsplit(self.issuer).scheme == "http"
-        end_session = _url_member(
-            metadata.raw, "end_session_endpoint", allow_http=allow_http, label=self.name
-        )
         return LoginEndpoints(
             authorization_endpoint=metadata.authorization_endpoint,
             token_endpoint=metadata.token_endpoint,
@@ -169,7 +165,7 @@ class OIDCLogin(ProviderLogin):
                 metadata.raw.get("authorization_response_iss_parameter_supported") is True
             ),
             userinfo_endpoint=metadata.userinfo_endpoint,
-            end_session_endpoint=end_session,
+            end_session_endpoint=metadata.end_session_endpoint,
         )
 
     async def _jwks_uri_from_metadata(self) -> str:
