@@ -125,7 +125,7 @@ class FakeFacebook(FakeAPI[_FacebookGrant]):
         super().__init__(graph_base, clock=clock)
         self.redirect_uris = None if redirect_uris is None else tuple(redirect_uris)
         self.require_appsecret_proof = require_appsecret_proof
-        self._add_base("www", www_base)
+        self._add_base("www", www_base, lambda path: DIALOG.match(path) is not None)
         self._login = _FacebookFlow(self, code_ttl)
         self.app_id = app_id
         self.app_secret = app_secret or secrets.token_hex(16)

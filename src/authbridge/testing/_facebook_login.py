@@ -141,12 +141,11 @@ class _FacebookFlow(_Flow[_FacebookUser]):
         fake = self.fake
         params = {**request.query, **request.form}
         token = params.get("access_token") or request.header_token("bearer", "oauth")
-        if not token:
-            return fake._error(
-                400,
-                2500,
-                "An active access token must be used to query information about the current user.",
+        if not token or "|" in token:  # none, or an app token: no current user
+            message = (
+                "An active access token must be used to query information about the current user."
             )
+            return fake._error(400, 2500, message)
         state = fake.token_state(token)
         if state != "active":
             subcode = {"expired": 463, "revoked": 460}.get(state)

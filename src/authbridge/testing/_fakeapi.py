@@ -143,6 +143,7 @@ class FakeAPI(ABC, Generic[_G]):
     def __init__(self, base_url: str, *, clock: Callable[[], float] | None = None) -> None:
         self._base_url = base_url.rstrip("/")
         self._bases: dict[str, str] = {}
+        self._claims: dict[str, Callable[[str], bool]] = {}
         self.clock: Callable[[], float] = clock or time.time
         self.requests: list[RecordedRequest] = []
         self._fake_transport = _FakeTransport(self)
@@ -164,13 +165,25 @@ class FakeAPI(ABC, Generic[_G]):
         return self._base_url
 
     def serves(self, url: httpx.URL | str) -> bool:
-        """Whether requests to ``url`` reach this fake (same scheme, host and port)."""
-        url = httpx.URL(url)
-        return any(_same_origin(url, base) for base in (self._base_url, *self._bases.values()))
+        """Whether requests to ``url`` reach this fake.
 
-    def _add_base(self, role: str, url: str) -> None:
-        """Also answer at ``url`` (another host of the provider, such as its web login)."""
+        Every URL of the base URL's origin (scheme, host and port) does; on the
+        provider's other hosts (its login pages...), only the paths the fake
+        answers there, so another fake can answer the rest of such a host.
+        """
+        url = httpx.URL(url)
+        if _same_origin(url, self._base_url):
+            return True
+        for role, base in self._bases.items():
+            path = _relative(url, base)
+            if path is not None and self._claims[role](path):
+                return True
+        return False
+
+    def _add_base(self, role: str, url: str, paths: Callable[[str], bool]) -> None:
+        """Also answer at ``url`` (another host of the provider) for the ``paths`` it knows."""
         self._bases[role] = url.rstrip("/")
+        self._claims[role] = paths
 
     def _base(self, role: str) -> str:
         return self._bases[role]

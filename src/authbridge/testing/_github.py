@@ -39,6 +39,7 @@ _GITHUB_DOCS = "https://docs.github.com/rest"
 _GITHUB_USER_DOCS = "https://docs.github.com/rest/users/users#get-the-authenticated-user"
 _GITHUB_RATE_DOCS = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
 _GITHUB_WINDOW = 3600.0
+_WEB_PATHS = frozenset({"/login/oauth/authorize", "/login/oauth/access_token"})
 _GITHUB_EMAILS_DOCS = (
     "https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user"
 )
@@ -147,7 +148,7 @@ class FakeGitHub(FakeAPI[_GitHubGrant]):
         self.client_secret = client_secret or secrets.token_hex(20)
         self.callback_url = callback_url
         self._usage: dict[int, tuple[float, int]] = {}
-        self._add_base("web", web_base)
+        self._add_base("web", web_base, _WEB_PATHS.__contains__)
         self._login = _GitHubFlow(self, code_ttl)
 
     @property

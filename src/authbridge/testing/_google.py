@@ -61,9 +61,11 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
     when a challenge was sent; each code works once within ``code_ttl``.
     It answers an access token (also known to ``/tokeninfo``) and, with the
     ``openid`` scope, an ID token signed with the fake's RSA key
-    (``{certs_base}/oauth2/v3/certs``), with ``at_hash``, the ``nonce``,
-    ``email_verified`` as a boolean and ``hd``. ``{userinfo_base}/v1/userinfo``
-    and ``{accounts_base}/.well-known/openid-configuration`` are served too.
+    (`jwks_uri`), with ``at_hash``, the ``nonce``,
+    ``email_verified`` as a boolean and ``hd``; ``{userinfo_base}/v1/userinfo``
+    answers the same person. On Google's other hosts the fake answers only
+    these paths, so a `FakeIssuer` standing for ``https://accounts.google.com``
+    can still answer the rest of that host through the same routing.
     Errors have Google's shapes (``invalid_grant``/``Bad Request``,
     ``invalid_client`` 401, ``redirect_uri_mismatch``); no CORS headers.
 
@@ -76,9 +78,12 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
             ``None`` accepts any http(s) URL.
         key: RSA key signing ID tokens (made on first use if omitted).
         kid: Its key id.
-        accounts_base: Where the authorize page and discovery are.
+        accounts_base: Where the authorize page is.
         userinfo_base: Where ``/v1/userinfo`` is.
-        certs_base: Where ``/oauth2/v3/certs`` is.
+        certs_base: Where ``/oauth2/v3/certs`` is: ``accounts_base`` if
+            omitted, so that a `GoogleProvider` left at Google's real key
+            address (``https://www.googleapis.com``) reaches no fake, as
+            before; pass that address to serve the keys there too.
         code_ttl: Seconds an authorization code stays redeemable.
     """
 
@@ -98,7 +103,7 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
         kid: str = "fake-google-1",
         accounts_base: str = "https://accounts.google.com",
         userinfo_base: str = "https://openidconnect.googleapis.com",
-        certs_base: str = "https://www.googleapis.com",
+        certs_base: str | None = None,
         code_ttl: float = 600.0,
     ) -> None:
         super().__init__(base_url, clock=clock)
@@ -107,9 +112,10 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
         self.redirect_uris = None if redirect_uris is None else tuple(redirect_uris)
         self.issuer = GOOGLE_ISSUER
         self._signer = _Signer(key, kid)
-        self._add_base("accounts", accounts_base)
-        self._add_base("userinfo", userinfo_base)
-        self._add_base("certs", certs_base)
+        self._add_base("accounts", accounts_base, {"/o/oauth2/v2/auth"}.__contains__)
+        self._add_base("userinfo", userinfo_base, {"/v1/userinfo"}.__contains__)
+        certs = accounts_base if certs_base is None else certs_base
+        self._add_base("certs", certs, {"/oauth2/v3/certs"}.__contains__)
         self._login = _GoogleFlow(self, code_ttl)
 
     def _secrets(self) -> set[str]:
@@ -134,11 +140,6 @@ class FakeGoogle(FakeAPI[_GoogleGrant]):
     def jwks_uri(self) -> str:
         """``{certs_base}/oauth2/v3/certs``: the keys of the ID tokens."""
         return f"{self._base('certs')}/oauth2/v3/certs"
-
-    @property
-    def discovery_url(self) -> str:
-        """``{accounts_base}/.well-known/openid-configuration``."""
-        return f"{self._base('accounts')}/.well-known/openid-configuration"
 
     def jwks(self) -> dict[str, Any]:
         """The published keys."""

@@ -216,7 +216,7 @@ class _GoogleFlow(_Flow[_GoogleUser]):
             )
         return {k: v for k, v in claims.items() if v is not None}
 
-    # -- userinfo, keys, discovery ---------------------------------------------------
+    # -- userinfo ------------------------------------------------------------------
 
     def userinfo(self, request: _Incoming) -> _Reply:
         fake = self.fake
@@ -236,29 +236,10 @@ class _GoogleFlow(_Flow[_GoogleUser]):
             claims.update(email=grant.email, email_verified=grant.email_verified)
         return _json_reply(200, claims, (), _JSON)
 
-    def discovery(self) -> dict[str, Any]:
-        fake = self.fake
-        return {
-            "issuer": GOOGLE_ISSUER,
-            "authorization_endpoint": fake.authorization_endpoint,
-            "token_endpoint": fake.token_endpoint,
-            "userinfo_endpoint": fake.userinfo_endpoint,
-            "jwks_uri": fake.jwks_uri,
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", "email", "profile"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            "code_challenge_methods_supported": ["plain", "S256"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-        }
-
     def route(self, request: _Incoming) -> _Reply | None:
         fake = self.fake
         if fake._under(request, "accounts") == "/o/oauth2/v2/auth":
             return self.authorize(request, fake.authorization_endpoint)
-        if fake._under(request, "accounts") == "/.well-known/openid-configuration":
-            return _json_reply(200, self.discovery(), (), _JSON)
         if fake._under(request, "userinfo") == "/v1/userinfo":
             return self.userinfo(request)
         if fake._under(request, "certs") == "/oauth2/v3/certs":

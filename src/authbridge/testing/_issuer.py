@@ -3,70 +3,23 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..providers.oidc import OIDCProvider
+from ._fakeapi import _LoopbackServer
+from ._issuer_login import _IssuerClient, _IssuerHTTP, _IssuerUser
+from ._jwt import _b64, _public_jwk, sign_jwt
 
 __all__ = ["BadTokens", "FakeIssuer", "ServedFakeIssuer", "sign_jwt"]
-
-_SHA256 = hashes.SHA256()
-_PKCS1 = padding.PKCS1v15()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _int_b64(value: int) -> str:
-    return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-
-
-def _json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
-def sign_jwt(
-    header: Mapping[str, Any],
-    claims: Mapping[str, Any],
-    key: rsa.RSAPrivateKey | bytes | None,
-) -> str:
-    """Sign a compact JWS with an RSA key (RS256), an HMAC secret (HS256) or nothing.
-
-    The header is used as given, so tests can craft any ``alg``/``typ``/``kid``.
-    """
-    signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}"
-    if key is None:
-        signature = b""
-    elif isinstance(key, bytes):
-        signature = hmac.digest(key, signing_input.encode("ascii"), hashlib.sha256)
-    else:
-        signature = key.sign(signing_input.encode("ascii"), _PKCS1, _SHA256)
-    return f"{signing_input}.{_b64(signature)}"
-
-
-def _public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, str]:
-    numbers = key.public_key().public_numbers()
-    return {
-        "kty": "RSA",
-        "kid": kid,
-        "use": "sig",
-        "alg": "RS256",
-        "n": _int_b64(numbers.n),
-        "e": _int_b64(numbers.e),
-    }
 
 
 class FakeIssuer:
@@ -79,11 +32,32 @@ class FakeIssuer:
         key: An RSA private key to sign with (a 2048-bit key is generated if
             omitted; pass one to share it between tests and save time).
         kid: The key id.
+        client_id: The login client registered from the start (see `add_client`).
+        client_secret: Its secret (random if omitted).
+        redirect_uris: Its redirect URIs (exact match); ``None`` accepts any
+            http(s) URL.
+        code_ttl: Seconds an authorization code stays redeemable.
+
+    Logging in (OpenID Connect code flow): ``GET /authorize`` answers a login
+    form (username and password of the users added with `add_user`;
+    `approve_as` skips it) and redirects to ``redirect_uri`` with ``code``,
+    ``state`` and ``iss``; ``POST /token`` (``authorization_code``,
+    ``client_secret_basic`` or ``client_secret_post``, PKCE S256 checked when
+    a challenge was sent, each code once) answers an access token (as
+    `token()` mints) and, with ``openid``, an ID token (``nonce``,
+    ``at_hash``); ``/userinfo``; ``/logout`` (the ``end_session_endpoint``)
+    redirects to a registered ``post_logout_redirect_uri`` with ``state``.
+    Discovery advertises them all and
+    ``authorization_response_iss_parameter_supported``.
 
     Attributes:
-        transport: An `httpx.MockTransport` answering discovery and JWKS
-            requests for this issuer; pass it as ``AuthBridge(transport=...)``.
+        transport: An `httpx.MockTransport` answering this issuer's requests
+            (discovery, JWKS, login); pass it as ``AuthBridge(transport=...)``.
         requests: Paths requested through ``transport`` or the served port.
+        http: The HTTP side, a [`FakeAPI`][authbridge.testing.FakeAPI]: its
+            ``requests`` are [`RecordedRequest`][authbridge.testing.RecordedRequest]s
+            (credentials redacted), and its failure injection (``fail_next``,
+            ``slow_next``...) applies to every endpoint.
         bad: Factory of deliberately invalid tokens ([`BadTokens`][authbridge.testing.BadTokens]).
     """
 
@@ -94,15 +68,136 @@ class FakeIssuer:
         *,
         key: rsa.RSAPrivateKey | None = None,
         kid: str = "test-key-1",
+        client_id: str = "test-client",
+        client_secret: str | None = None,
+        redirect_uris: Sequence[str] | None = None,
+        code_ttl: float = 600.0,
     ) -> None:
-        self.issuer = issuer
+        self._clock = time.time
+        self._issuer = issuer
         self.audience = audience
         self.key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = kid
         self._extra_keys: list[dict[str, Any]] = []
         self.requests: list[str] = []
-        self.transport = httpx.MockTransport(self._handle)
+        self.http = _IssuerHTTP(self, code_ttl)
+        self.transport: httpx.MockTransport = self.http.transport
         self.bad = BadTokens(self)
+        self.client_id = client_id
+        self.client_secret = self.add_client(client_id, client_secret, redirect_uris=redirect_uris)
+
+    @property
+    def issuer(self) -> str:
+        """The issuer identifier (``http://127.0.0.1:PORT`` when served)."""
+        return self._issuer
+
+    @issuer.setter
+    def issuer(self, value: str) -> None:
+        self._issuer = value
+        self.http._base_url = value.rstrip("/")
+
+    # -- logging in ------------------------------------------------------------------
+
+    @property
+    def authorization_endpoint(self) -> str:
+        """``{issuer}/authorize``."""
+        return f"{self.issuer.rstrip('/')}/authorize"
+
+    @property
+    def token_endpoint(self) -> str:
+        """``{issuer}/token``."""
+        return f"{self.issuer.rstrip('/')}/token"
+
+    @property
+    def userinfo_endpoint(self) -> str:
+        """``{issuer}/userinfo``."""
+        return f"{self.issuer.rstrip('/')}/userinfo"
+
+    @property
+    def end_session_endpoint(self) -> str:
+        """``{issuer}/logout``."""
+        return f"{self.issuer.rstrip('/')}/logout"
+
+    def add_client(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        redirect_uris: Sequence[str] | None = None,
+        post_logout_redirect_uris: Sequence[str] | None = None,
+    ) -> str:
+        """Register a confidential login client and return its secret.
+
+        Args:
+            client_id: The client id.
+            client_secret: Its secret (random if omitted).
+            redirect_uris: Exact redirect URIs; ``None`` accepts any http(s) URL.
+            post_logout_redirect_uris: Where logout may return; ``None``
+                accepts any http(s) URL.
+        """
+        secret = client_secret or secrets.token_urlsafe(24)
+        self.http.flow.clients[client_id] = _IssuerClient(
+            client_id,
+            secret,
+            None if redirect_uris is None else tuple(redirect_uris),
+            None if post_logout_redirect_uris is None else tuple(post_logout_redirect_uris),
+        )
+        return secret
+
+    def add_user(
+        self,
+        username: str = "alice",
+        password: str | None = None,
+        *,
+        subject: str | None = None,
+        email: str | None = None,
+        email_verified: bool = True,
+        name: str | None = None,
+        scopes: Sequence[str] | None = None,
+        **claims: Any,
+    ) -> str:
+        """Add a user who can log in, and return their ``sub``.
+
+        Args:
+            username: The login form's username.
+            password: Its password (``None``: only `approve_as` logs them in).
+            subject: ``sub`` (the username if omitted).
+            email: ``email`` (with the ``email`` scope).
+            email_verified: ``email_verified``.
+            name: ``name`` (with the ``profile`` scope).
+            scopes: API scopes the user may be granted (``None``: any requested).
+            **claims: More ID token and userinfo claims.
+        """
+        user = _IssuerUser(
+            username,
+            password,
+            subject or username,
+            email,
+            email_verified,
+            name,
+            None if scopes is None else tuple(scopes),
+            dict(claims),
+        )
+        self.http.flow.add(username, user)
+        return user.subject
+
+    def approve_as(self, username: str, **callback: str | None) -> None:
+        """Make the next authorize request redirect at once, logged in as ``username``.
+
+        Keyword arguments override the callback's parameters (``iss=``,
+        ``state=``...; ``None`` removes one).
+
+        Raises:
+            KeyError: No user ``username`` was added.
+        """
+        self.http.flow.approve_as(username, callback)
+
+    def tamper_next_id_token(self, header: Mapping[str, Any] | None = None, **claims: Any) -> None:
+        """Change the next ID token: header members and claims (``None`` removes one).
+
+        ``header={"alg": "none"}`` leaves it unsigned.
+        """
+        self.http.flow.tamper.append((dict(header or {}), dict(claims)))
 
     # -- what the issuer publishes -------------------------------------------------
 
@@ -123,10 +218,38 @@ class FakeIssuer:
             "jwks_uri": self.jwks_uri,
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
+            "userinfo_endpoint": f"{base}/userinfo",
+            "end_session_endpoint": f"{base}/logout",
             "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", "items:read", "items:write", "admin"],
+            "scopes_supported": [
+                "openid",
+                "profile",
+                "email",
+                "items:read",
+                "items:write",
+                "admin",
+            ],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+            "claims_supported": [
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
+                "email",
+                "email_verified",
+                "name",
+                "preferred_username",
+            ],
+            "authorization_response_iss_parameter_supported": True,
         }
 
     def rotate_key(self, *, keep_old: bool = False) -> None:
@@ -145,21 +268,6 @@ class FakeIssuer:
     def add_jwk(self, jwk: Mapping[str, Any]) -> None:
         """Publish an extra (possibly odd or weak) JWK alongside the signing key."""
         self._extra_keys.append(dict(jwk))
-
-    def _respond(self, path: str) -> tuple[int, bytes]:
-        self.requests.append(path)
-        base_path = httpx.URL(self.issuer).path.rstrip("/")
-        if path == f"{base_path}/.well-known/openid-configuration":
-            return 200, _json(self.discovery_document())
-        if path == httpx.URL(self.jwks_uri).path:
-            return 200, _json(self.jwks())
-        return 404, b'{"error":"not_found"}'
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host != httpx.URL(self.issuer).host:
-            return httpx.Response(404, json={"error": "unknown_host"})
-        status, body = self._respond(request.url.path)
-        return httpx.Response(status, content=body, headers={"content-type": "application/json"})
 
     # -- configuration helpers -------------------------------------------------------
 
@@ -244,39 +352,29 @@ class FakeIssuer:
         port: int = 0,
         key: rsa.RSAPrivateKey | None = None,
     ) -> Iterator[ServedFakeIssuer]:
-        """Serve discovery and JWKS over HTTP on ``host:port`` (a free port by default).
+        """Serve every endpoint over HTTP on ``host:port`` (a free port by default).
 
-        The issuer is ``http://host:port``. The server stops when the block exits.
+        The issuer is ``http://host:port``: discovery and JWKS (with
+        ``Cache-Control: max-age=300``) and the login endpoints, usable by a
+        browser. The server stops when the block exits.
         """
         issuer = ServedFakeIssuer(audience=audience, key=key)
-        server = ThreadingHTTPServer((host, port), issuer._request_handler())
+        server = _LoopbackServer((host, port), issuer.http._request_handler())
         issuer.issuer = f"http://{host}:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, name="fake-issuer", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-issuer",
+            daemon=True,
+        )
         thread.start()
         try:
             yield issuer
         finally:
+            issuer.http._closing.set()
             server.shutdown()
             server.server_close()
             thread.join()
-
-    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body = fake._respond(self.path.split("?", 1)[0])
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "max-age=300")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Stay quiet: tests read ``fake.requests`` instead."""
-
-        return Handler
 
 
 class ServedFakeIssuer(FakeIssuer):
