@@ -295,10 +295,10 @@ class AppIssuer:
         return f"AppIssuer({self.issuer!r}, name={self.name!r})"
 
     def endpoint(self, name: str) -> str:
-        """The absolute URL of endpoint ``name`` (``authorize``, ``token``, ``revoke``,
-        ``introspect``, ``jwks``, ``callback``).
+        """The absolute URL of endpoint ``name``.
 
-        ``name`` is appended to the issuer and ``path_prefix``.
+        ``name`` (``authorize``, ``token``, ``revoke``, ``introspect``,
+        ``jwks``, ``callback``) is appended to the issuer and ``path_prefix``.
         """
         return f"{self.issuer.rstrip('/')}{self.path_prefix}/{name}"
 
