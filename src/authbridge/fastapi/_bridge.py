@@ -12,13 +12,11 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.models import OAuth2 as OAuth2Model
-from fastapi.responses import JSONResponse
 
 from .._clock import Clock, system_clock
 from .._httpx import AsyncTransport
 from ..client._settings import LoginSettings
 from ..errors import AuthBridgeError, ConfigurationError, ProviderUnavailable
-from ..metadata import ProviderMetadata
 from ..resource.base import Provider
 from ..resource.principal import Principal
 from ..resource.provider import BoundProvider, JWTProvider
@@ -26,11 +24,14 @@ from ..resource.server import ResourceServer
 from ..store import ClientRecord
 from ._bridge_checks import (
     SwaggerLogin,
+    install_resource_metadata,
     refuse_fastapi_docs_pages,
     require_scope_list,
+    resource_metadata,
+    swagger_login_model,
     warn_explaining,
 )
-from ._browser_login import BrowserLogin, install_login, subject_tokens
+from ._browser_login import BrowserLogin, bind_login, install_login
 from ._docs import swagger_ui_router
 from ._issuer import IssuerEndpoints
 from ._openapi import extend_document
@@ -58,8 +59,6 @@ logger = logging.getLogger("authbridge.fastapi")
 
 SWAGGER_CLIENT_ID = "swagger-ui"
 """The built-in public client Swagger UI logs in with at the app's own issuer."""
-
-PRM_PATH = "/.well-known/oauth-protected-resource"
 
 
 class AuthBridge:
@@ -173,9 +172,16 @@ class AuthBridge:
         self._endpoints: IssuerEndpoints | None = None
         if issuer is not None:
             self._endpoints = IssuerEndpoints(self.resource_server.bound(issuer.name).runtime)
-        self.browser_login: BrowserLogin | None = None
-        """The browser login's parts (``None`` without ``login=``)."""
-        self._bind_login(login, providers, clock=clock, timeout=http_timeout)
+        self.browser_login: BrowserLogin | None = bind_login(
+            login,
+            self._endpoints,
+            providers,
+            # The resource server's outbound client: the same bounds, proxy and transport.
+            http=self.resource_server._http.session,
+            clock=clock,
+            timeout=http_timeout,
+            verify=self.resource_server.verify,
+        )
         self._issuers = tuple(
             iss for p in sources for iss in self.resource_server.bound(p.name).jwt_issuers
         )
@@ -216,41 +222,6 @@ class AuthBridge:
         )
         """Dependency: like `principal`, and the token must still be active at its
         provider (a revoked JWT is refused before its ``exp``): for high-value routes."""
-
-    def _bind_login(
-        self,
-        login: LoginSettings | None,
-        providers: Sequence[Provider],
-        *,
-        clock: Clock,
-        timeout: float,
-    ) -> None:
-        endpoints = self._endpoints
-        if endpoints is None:
-            if login is not None:
-                raise ConfigurationError(
-                    "login_needs_an_issuer",
-                    message="AuthBridge(login=...) needs issuer=AppIssuer(...): logins end "
-                    "in the app's own tokens or sessions, kept in its store",
-                )
-            return
-        # The resource server's outbound client: the same bounds, proxy and transport.
-        http = self.resource_server._http.session
-        if login is not None:
-            self.browser_login = BrowserLogin(
-                login,
-                endpoints,
-                providers,
-                http=http,
-                clock=clock,
-                timeout=timeout,
-                verify=self.resource_server.verify,
-            )
-            endpoints.runtime.subject_tokens = self.browser_login.subject_tokens
-        else:
-            endpoints.runtime.subject_tokens = subject_tokens(
-                endpoints.runtime, providers, verify=self.resource_server.verify, clock=clock
-            )
 
     @property
     def issuer(self) -> IssuerRuntime | None:
@@ -320,7 +291,7 @@ class AuthBridge:
         if provider is None or login is None:
             return {}
         bound: BoundProvider = self.resource_server.bound(provider.name)
-        model = self._authorization_code_model(provider, login, bound.metadata)
+        model = swagger_login_model(provider, login, bound.metadata)
         return {provider.name: jsonable_encoder(model, by_alias=True, exclude_none=True)}
 
     def issuer_schemes(self) -> dict[str, dict[str, Any]]:
@@ -408,23 +379,6 @@ class AuthBridge:
             url = server.get("url") if isinstance(server, Mapping) else None
             if isinstance(url, str):
                 yield url
-
-    @staticmethod
-    def _authorization_code_model(
-        provider: JWTProvider, login: SwaggerLogin, metadata: ProviderMetadata | None
-    ) -> OAuth2Model:
-        # Until discovery ran (in the lifespan), configured or conventional URLs.
-        base = provider.issuer.rstrip("/")
-        authorization_url = login.authorization_url or (
-            (metadata and metadata.authorization_endpoint) or f"{base}/authorize"
-        )
-        token_url = login.token_url or ((metadata and metadata.token_endpoint) or f"{base}/token")
-        return authorization_code_model(
-            authorization_url=authorization_url,
-            token_url=token_url,
-            scopes=login.scope_descriptions(),
-            description=f"Log in at {provider.name} (authorization code with PKCE)",
-        )
 
     @property
     def swagger_ui_init_oauth(self) -> dict[str, Any] | None:
@@ -603,43 +557,20 @@ class AuthBridge:
         )
 
     def _install_resource_metadata(self, app: FastAPI, resource: str) -> None:
-        parts = urlsplit(resource)
-        path = PRM_PATH + parts.path.rstrip("/")
-        self.resource_metadata_url = f"{parts.scheme}://{parts.netloc}{path}"
-
-        async def protected_resource_metadata() -> JSONResponse:
-            return JSONResponse(
-                self.protected_resource_metadata(app),
-                headers={
-                    "Cache-Control": "public, max-age=3600",
-                    "X-Content-Type-Options": "nosniff",
-                },
-            )
-
-        app.add_api_route(path, protected_resource_metadata, include_in_schema=False)
-        if path != PRM_PATH:
-            # Clients that only know the host look here too.
-            app.add_api_route(PRM_PATH, protected_resource_metadata, include_in_schema=False)
+        self.resource_metadata_url = install_resource_metadata(
+            app, resource, lambda: self.protected_resource_metadata(app)
+        )
 
     def protected_resource_metadata(self, app: FastAPI) -> dict[str, Any]:
         """This API's RFC 9728 metadata document."""
         assert self.resource is not None  # noqa: S101
-        scopes = self.scopes_supported
-        if scopes is None:
-            found: set[str] = set()
-            for operations in app.openapi().get("paths", {}).values():
-                for operation in operations.values():
-                    for requirement in operation.get("security", ()):
-                        for names in requirement.values():
-                            found.update(names)
-            scopes = tuple(sorted(found))
-        methods = ["header", "query"] if self.allow_query_token else ["header"]
-        return {
-            "resource": self.resource,
-            "authorization_servers": [
+        return resource_metadata(
+            app,
+            resource=self.resource,
+            scopes_supported=self.scopes_supported,
+            allow_query_token=self.allow_query_token,
+            authorization_servers=[
                 *([self._issuer_config.issuer] if self._issuer_config is not None else []),
                 *(p.issuer for p in self.resource_server.providers if isinstance(p, JWTProvider)),
             ],
-            "scopes_supported": list(scopes),
-            "bearer_methods_supported": methods,
-        }
+        )

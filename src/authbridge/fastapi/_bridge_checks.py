@@ -1,15 +1,24 @@
-"""Checks and small configuration objects of ``AuthBridge``: the Swagger login, scope lists,
-FastAPI's own docs pages."""
+"""Parts of ``AuthBridge`` that stand alone: the Swagger login and its scheme, RFC 9728
+metadata, and the checks of scope lists and FastAPI's own docs pages."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from fastapi.openapi.models import OAuth2 as OAuth2Model
+from fastapi.responses import JSONResponse
 
 from ..errors import ConfigurationError
+from ..metadata import ProviderMetadata
+from ..resource.provider import JWTProvider
+from ._schemes import authorization_code_model
+
+PRM_PATH = "/.well-known/oauth-protected-resource"
 
 logger = logging.getLogger("authbridge.fastapi")
 
@@ -98,3 +107,67 @@ def warn_explaining() -> None:
         "authbridge: explain_refusals is ON: 401/403/503 bodies carry refusal reasons and "
         "values taken from tokens. Development only: turn it off in production."
     )
+
+
+def swagger_login_model(
+    provider: JWTProvider, login: SwaggerLogin, metadata: ProviderMetadata | None
+) -> OAuth2Model:
+    """The authorization-code scheme of a `SwaggerLogin` at ``provider``."""
+    # Until discovery ran (in the lifespan), configured or conventional URLs.
+    base = provider.issuer.rstrip("/")
+    authorization_url = login.authorization_url or (
+        (metadata and metadata.authorization_endpoint) or f"{base}/authorize"
+    )
+    token_url = login.token_url or ((metadata and metadata.token_endpoint) or f"{base}/token")
+    return authorization_code_model(
+        authorization_url=authorization_url,
+        token_url=token_url,
+        scopes=login.scope_descriptions(),
+        description=f"Log in at {provider.name} (authorization code with PKCE)",
+    )
+
+
+def install_resource_metadata(
+    app: FastAPI, resource: str, document: Callable[[], dict[str, Any]]
+) -> str:
+    """Serve RFC 9728 metadata for ``resource``; return its absolute URL."""
+    parts = urlsplit(resource)
+    path = PRM_PATH + parts.path.rstrip("/")
+
+    async def protected_resource_metadata() -> JSONResponse:
+        return JSONResponse(
+            document(),
+            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+    app.add_api_route(path, protected_resource_metadata, include_in_schema=False)
+    if path != PRM_PATH:
+        # Clients that only know the host look here too.
+        app.add_api_route(PRM_PATH, protected_resource_metadata, include_in_schema=False)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def resource_metadata(
+    app: FastAPI,
+    *,
+    resource: str,
+    scopes_supported: Sequence[str] | None,
+    allow_query_token: bool,
+    authorization_servers: Sequence[str],
+) -> dict[str, Any]:
+    """The RFC 9728 document; the scopes are every route's when none are configured."""
+    scopes = scopes_supported
+    if scopes is None:
+        found: set[str] = set()
+        for operations in app.openapi().get("paths", {}).values():
+            for operation in operations.values():
+                for requirement in operation.get("security", ()):
+                    for names in requirement.values():
+                        found.update(names)
+        scopes = tuple(sorted(found))
+    return {
+        "resource": resource,
+        "authorization_servers": list(authorization_servers),
+        "scopes_supported": list(scopes),
+        "bearer_methods_supported": ["header", "query"] if allow_query_token else ["header"],
+    }

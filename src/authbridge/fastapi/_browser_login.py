@@ -398,6 +398,42 @@ def _login_providers(
     return chosen
 
 
+def bind_login(
+    settings: LoginSettings | None,
+    endpoints: IssuerEndpoints | None,
+    providers: Sequence[Provider],
+    *,
+    http: ClientSource,
+    clock: Clock,
+    timeout: float,
+    verify: Callable[[str], Awaitable[Principal]],
+) -> BrowserLogin | None:
+    """The browser login of an `AuthBridge` (``None`` without ``login=``), and token
+    exchange's subject resolution set on its issuer either way.
+
+    Raises:
+        ConfigurationError: ``login=`` without an issuer, or naming a provider
+            that cannot log people in.
+    """
+    if endpoints is None:
+        if settings is not None:
+            raise ConfigurationError(
+                "login_needs_an_issuer",
+                message="AuthBridge(login=...) needs issuer=AppIssuer(...): logins end "
+                "in the app's own tokens or sessions, kept in its store",
+            )
+        return None
+    runtime = endpoints.runtime
+    if settings is None:
+        runtime.subject_tokens = subject_tokens(runtime, providers, verify=verify, clock=clock)
+        return None
+    login = BrowserLogin(
+        settings, endpoints, providers, http=http, clock=clock, timeout=timeout, verify=verify
+    )
+    runtime.subject_tokens = login.subject_tokens
+    return login
+
+
 def install_login(app: FastAPI, login: BrowserLogin) -> None:
     """Add the login routes to ``app`` (see ``_login`` and ``_session_routes``)."""
     from ._login import login_router  # noqa: PLC0415 - these modules import this one

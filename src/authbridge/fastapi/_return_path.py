@@ -14,6 +14,7 @@ some parsers fold to ``/`` and ``\\``), and dot segments (``/..//evil`` normalis
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import unquote, urlsplit
 
 from ..errors import LoginError
@@ -62,10 +63,17 @@ def is_safe_return_path(value: str) -> bool:
     if parts.scheme or parts.netloc:
         return False
     try:
-        path = unquote(parts.path, errors="strict")
+        decoded = unquote(parts.path, errors="strict")
     except UnicodeDecodeError:
         return False
-    if not _ALLOWED.fullmatch(path) or "//" in path:
+    # What a lenient parser might make of it: full-width and other compatibility
+    # forms of '/', '\\' and '.' folded (NFKC), then the same rules again.
+    path = unicodedata.normalize("NFKC", decoded)
+    if "\\" in path or "//" in path or any(_invisible(c) for c in path):
         return False
-    segments = path.split("/")
-    return not any(segment in (".", "..") for segment in segments)
+    return not any(segment in (".", "..") for segment in path.split("/"))
+
+
+def _invisible(char: str) -> bool:
+    """Control, format and separator characters (CR, LF, tab, NUL, bidi marks, spaces)."""
+    return unicodedata.category(char)[0] in "CZ"
