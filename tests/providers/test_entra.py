@@ -172,6 +172,22 @@ async def test_allow_listed_tenants_route_through_the_resource_server() -> None:
     assert exchanged.issuer == issuer(TENANT)
 
 
+async def test_any_tenant_routes_by_the_issuer_template_without_an_allow_list() -> None:
+    provider = entra("organizations")
+    fake = discovery("organizations", TEMPLATE)
+    async with ResourceServer([provider], transport=fake.transport) as rs:
+        for tid in (TENANT, OTHER):
+            assert (await rs.verify(access(tid, issuer(tid)))).issuer == issuer(tid)
+        # Routing fits the template only; the tenant rule still decides.
+        with pytest.raises(InvalidToken) as excinfo:
+            await rs.verify(access(TENANT, issuer(OTHER)))
+        assert excinfo.value.reason != "unknown_issuer"
+        for iss in (issuer("not-a-guid"), TEMPLATE, f"{AUTH}/{TENANT}/v2.0/x", f"{AUTH}/x/v2.0"):
+            with pytest.raises(InvalidToken) as excinfo:
+                await rs.verify(access(TENANT, iss))
+            assert excinfo.value.reason == "unknown_issuer"
+
+
 async def test_single_tenant_refuses_other_tenants() -> None:
     provider = entra(TENANT)
     fake = discovery(TENANT, issuer(TENANT))

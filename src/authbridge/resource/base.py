@@ -103,6 +103,20 @@ class ChecksRevocation(Protocol):
         ...
 
 
+@runtime_checkable
+class RoutesByIssuerTemplate(Protocol):
+    """A source whose JWT issuers follow a template (Entra's multi-tenant ``{tenantid}``).
+
+    The resource server routes a JWT to it when its ``iss`` is not among the
+    exact issuers of any source and this says it fits; verification then
+    decides (the template is routing only).
+    """
+
+    def matches_issuer(self, iss: str) -> bool:
+        """Whether ``iss`` has the shape of one of this source's issuers."""
+        ...
+
+
 class Provider(Protocol):
     """Configuration of a token source (see the classes exported by authbridge)."""
 

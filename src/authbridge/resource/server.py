@@ -24,7 +24,7 @@ from ._limits import (
     CheckLimit,
     OutboundBudget,
 )
-from .base import ChecksRevocation, Provider, Source
+from .base import ChecksRevocation, Provider, RoutesByIssuerTemplate, Source
 from .principal import Principal
 
 logger = logging.getLogger("authbridge.resource")
@@ -153,6 +153,9 @@ class ResourceServer:
                         self._unprefixed.name,
                     )
         self._prefixes = tuple(prefixes.items())
+        self._templated = tuple(
+            s for s in self._by_name.values() if isinstance(s, RoutesByIssuerTemplate)
+        )
         self._max_bytes = max(s.max_token_bytes for s in self._by_name.values())
         budget = OutboundBudget()
         self._limits: dict[str, CheckLimit] = {
@@ -269,6 +272,8 @@ class ResourceServer:
                 parsed = parse_compact(token, max_bytes=self._max_bytes)
                 issuer = parsed.claims.get("iss")
                 source = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+                if source is None and self._templated and isinstance(issuer, str):
+                    source = next((s for s in self._templated if s.matches_issuer(issuer)), None)
                 if source is None:
                     raise InvalidToken("unknown_issuer")
                 # Keys at hand: no coroutine round trip on the common path.
