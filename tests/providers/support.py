@@ -143,17 +143,19 @@ def clock() -> float:
 
 
 async def run_login(
-    provider: Any, fake: Fake, *, code: str = "code-1", **identity_options: Any
+    provider: Any, fake: Fake, *, code: str = "code-1", callback: dict[str, str] | None = None
 ) -> tuple[ProviderLogin, str, Any]:
-    """Bind the provider's login, build the authorize URL, redeem a code, read the identity."""
+    """Bind the provider's login, build the authorize URL, redeem a code, read the identity
+    (completed with the ``callback`` fields the provider declares, as the login client does)."""
     login = provider.bind_login(fake.holder().session, clock, timeout=5.0)
     url = await login.authorization_url(auth_request(login))
     tokens = await login.redeem(
         code, code_verifier=VERIFIER if login.uses_pkce else None, redirect_uri=REDIRECT
     )
-    identity = await login.identity(
-        tokens, nonce=NONCE if login.uses_nonce else None, **identity_options
-    )
+    identity = await login.identity(tokens, nonce=NONCE if login.uses_nonce else None)
+    if callback is not None and login.callback_fields:
+        fields = {k: v for k, v in callback.items() if k in login.callback_fields}
+        identity = login.from_callback(identity, fields)
     return login, url, identity
 
 

@@ -182,6 +182,8 @@ class ProviderLogin(ABC):
     response_mode: str | None = None
     token_endpoint_auth: TokenEndpointAuth = "client_secret_basic"
     supports_logout: bool = False
+    callback_fields: tuple[str, ...] = ()
+    """Callback parameters, besides ``code``, that `from_callback` reads (Apple's ``user``)."""
 
     def __init__(
         self, *, client: ClientSource, clock: Clock, timeout: float, client_secret: str | None
@@ -329,6 +331,17 @@ class ProviderLogin(ABC):
                 ``userinfo_subject_mismatch``, ``no_subject``...).
             ProviderUnavailable: a user API is down.
         """
+
+    def from_callback(
+        self, identity: ExternalIdentity, fields: Mapping[str, str]
+    ) -> ExternalIdentity:
+        """Complete ``identity`` with the `callback_fields` the callback carried.
+
+        Called after `identity`, only for providers that declare
+        `callback_fields`; what it reads is unsigned and must never change the
+        subject, issuer or email.
+        """
+        return identity
 
     async def logout_url(
         self, *, id_token_hint: str | None, post_logout_redirect_uri: str, state: str

@@ -228,6 +228,9 @@ class LoginClient:
             code, code_verifier=transaction.code_verifier, redirect_uri=transaction.redirect_uri
         )
         identity = await login.identity(tokens, nonce=transaction.nonce)
+        if login.callback_fields:
+            fields = {k: values[k] for k in login.callback_fields if k in values}
+            identity = login.from_callback(identity, fields)
         logger.debug("Login finished at %s (purpose %s)", name, transaction.purpose)
         return LoginOutcome(identity, transaction)
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .._clock import Clock
 from .._http import ClientSource
-from ..client import ExternalIdentity, LoginEndpoints, TokenSet
+from ..client import ExternalIdentity, LoginEndpoints
 from ..client._oidc import OIDCLogin
 from ..errors import ConfigurationError, LoginError
 from ..resource import Principal
@@ -215,7 +215,6 @@ class AppleLogin(OIDCLogin):
     response_mode = "form_post"
     fetch_userinfo = False
     callback_fields = ("user",)
-    """Callback parameters the identity reads besides the code: Apple's first-login ``user``."""
 
     def __init__(self, *, provider: AppleProvider, **options: Any) -> None:
         super().__init__(**options)
@@ -227,16 +226,11 @@ class AppleLogin(OIDCLogin):
         secret = self.apple.client_secret(self._clock())
         return {"client_id": self.client_id, "client_secret": secret}, None
 
-    async def identity(
-        self,
-        tokens: TokenSet,
-        *,
-        nonce: str | None,
-        callback: Mapping[str, str] | None = None,
+    def from_callback(
+        self, identity: ExternalIdentity, fields: Mapping[str, str]
     ) -> ExternalIdentity:
         """The ID token's person, named from the ``user`` field when Apple sent it."""
-        identity = await super().identity(tokens, nonce=nonce)
-        name = apple_user_name((callback or {}).get("user"))
+        name = apple_user_name(fields.get("user"))
         if name is None or identity.name is not None:
             return identity
         return dataclasses.replace(identity, name=name)
