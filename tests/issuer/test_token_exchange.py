@@ -320,15 +320,16 @@ async def test_not_configured_or_not_the_clients(
         (MissingToken("no_token"), "no_token"),
     ],
 )
-async def test_refusals_are_invalid_grant_with_nothing_of_the_reason(
+async def test_refusals_are_invalid_request_with_nothing_of_the_reason(
     runtime: IssuerRuntime, resolver: FakeResolver, raised: Exception, reason: str
 ) -> None:
     resolver.error = raised
     error = await refused(runtime)
-    assert (error.error, error.status) == ("invalid_grant", 400)
+    # RFC 8693 §2.2.2: an invalid or unacceptable subject token is invalid_request.
+    assert (error.error, error.status) == ("invalid_request", 400)
     assert error.reason == f"subject_token_refused:{reason}"
     assert error.body() == {
-        "error": "invalid_grant",
+        "error": "invalid_request",
         "error_description": "The subject token is invalid or not accepted",
     }
     assert error.__cause__ is None
@@ -341,7 +342,7 @@ async def test_a_disabled_account_is_refused(
     resolver.user = UserRecord(id="user-carol", username="carol", disabled=True)
     error = await refused(runtime)
     assert (error.error, error.reason) == (
-        "invalid_grant",
+        "invalid_request",
         "subject_token_refused:account_disabled",
     )
 

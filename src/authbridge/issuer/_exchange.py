@@ -12,9 +12,9 @@ client ids, and finds or creates the account. Without a resolver the grant is
 Refusals: a missing ``subject_token`` or ``subject_token_type``, a subject
 token type other than access token, ID token or JWT, a ``requested_token_type``
 other than an access token and any ``actor_token`` (delegation is not
-offered) are ``invalid_request``; a token the resolver refuses is
-``invalid_grant`` with one fixed description (its reason goes to the log
-only); a provider that cannot be reached is 503 ``temporarily_unavailable``.
+offered) are ``invalid_request``; so is a token the resolver refuses (RFC 8693
+§2.2.2: an invalid or unacceptable subject token is ``invalid_request``), with
+one fixed description (its reason goes to the log only); a provider that cannot be reached is 503 ``temporarily_unavailable``.
 The scopes are the requested ones among the client's and the account's, the
 audience the RFC 8707 ``resource`` (or ``audience``) or the default.
 """
@@ -86,7 +86,7 @@ async def grant(
 
     Raises:
         OAuthError: ``unsupported_grant_type`` without a resolver,
-            ``invalid_request``, ``invalid_grant``, ``invalid_scope``,
+            ``invalid_request`` (also for a refused subject token), ``invalid_scope``,
             ``invalid_target``, 503 ``temporarily_unavailable``.
     """
     try:
@@ -152,7 +152,7 @@ async def _grant(
         user, provider = await resolver.resolve(subject_token, subject_token_type)
     except (LoginError, InvalidToken, MissingToken) as exc:
         raise OAuthError(
-            "invalid_grant", _REFUSED, reason=f"subject_token_refused:{exc.reason}"
+            "invalid_request", _REFUSED, reason=f"subject_token_refused:{exc.reason}"
         ) from None
     except ProviderUnavailable as exc:
         raise OAuthError(
@@ -163,7 +163,9 @@ async def _grant(
             retry_after=exc.retry_after or 5.0,
         ) from None
     if user.disabled:
-        raise OAuthError("invalid_grant", _REFUSED, reason="subject_token_refused:account_disabled")
+        raise OAuthError(
+            "invalid_request", _REFUSED, reason="subject_token_refused:account_disabled"
+        )
     scopes = runtime.grant_scopes(form.get("scope"), client.scopes & user.scopes)
     access_token, expires_in = runtime.mint_access_token(
         subject=user.id, client_id=client.client_id, scopes=scopes, audiences=audiences
