@@ -16,10 +16,15 @@ For an app whose ``AuthBridge`` is built at import time,
 for those of a test ``AuthBridge`` (and restores them when used as a context
 manager).
 
+Each fake also serves its provider's documented login flow (an authorize page,
+a token endpoint, the user APIs), in process and on 127.0.0.1 with ``serve()``,
+so login routes can be tested and browsers can log in with no network.
+
 The pytest plugin (registered automatically) provides the ``fake_issuer``
 fixture. See ``docs/testing.md``.
 """
 
+from ._apple import FakeApple
 from ._issuer import BadTokens, FakeIssuer, ServedFakeIssuer, sign_jwt
 from ._overrides import AuthOverride, override_auth
 from ._providers import (
@@ -36,6 +41,7 @@ __all__ = [
     "AuthOverride",
     "BadTokens",
     "FakeAPI",
+    "FakeApple",
     "FakeFacebook",
     "FakeGitHub",
     "FakeGoogle",
