@@ -306,6 +306,9 @@ def demo(
     The API also issues its own tokens (password, refresh token and client
     credentials grants) to two local users, alice and bob, and a machine
     client, robot, whose new passwords and secret are printed at each start.
+    People log in too, with a local password or at the embedded test issuer
+    (users carol and dave): from Swagger UI (Authorize, AppLogin), from the
+    page /demo (a session), or by exchanging a test issuer's token.
     Prints ready-to-paste tokens and curl commands; Swagger UI is at /docs.
     With --key-file (and a fixed --issuer-port), `authbridge mint` makes more
     tokens the demo accepts.
@@ -318,6 +321,7 @@ def demo(
         DemoCredentials,
         create_demo_app,
         demo_tokens,
+        login_lines,
         own_token_lines,
         prepare_demo_store,
     )
@@ -342,7 +346,7 @@ def demo(
             store = f"sqlite+aiosqlite:///{Path(directory) / 'demo.db'}"
         credentials = DemoCredentials.generate()
         try:
-            api, auth = create_demo_app(issuer, resource=base, store=store)
+            api, auth = create_demo_app(issuer, resource=base, store=store, credentials=credentials)
         except ConfigurationError as exc:
             fail(f"error: {exc.message}", UNAVAILABLE)
         with_store(store, lambda opened: prepare_demo_store(opened, credentials))
@@ -373,6 +377,9 @@ def demo(
         token_path = urlsplit(runtime.config.endpoint("token")).path
         typer.echo("")
         for line in own_token_lines(base, credentials, token_path=token_path):
+            typer.echo(line)
+        typer.echo("")
+        for line in login_lines(base, issuer, credentials, token_path=token_path):
             typer.echo(line)
         typer.echo(f"\nServing the demo API on {base} (Ctrl-C to stop)")
         config = uvicorn.Config(api, host=host, port=port, log_level="info")
