@@ -46,7 +46,7 @@ from .chromium import CHROMIUM_ARGS
 from .conftest import ACTION_TIMEOUT_MS, SERVER_START_TIMEOUT, SERVER_STOP_TIMEOUT
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Locator, Page
+    from playwright.sync_api import Browser, BrowserContext, Locator, Page
 
 SCOPES = {"items:read": "Read items", "items:write": "Change items"}
 ITEMS_OPERATION = "#operations-default-items_items_get"
@@ -240,34 +240,49 @@ class ContextLog:
 
 
 @contextlib.contextmanager
-def browser_context(
-    chromium_path: Path, *, javascript: bool = True
-) -> Iterator[tuple[BrowserContext, ContextLog]]:
-    """A fresh profile in headless Chromium; its pages' CSP violations and script errors."""
+def chromium(chromium_path: Path) -> Iterator[Browser]:
+    """Headless Chromium (one process) for tests that need several fresh profiles."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only with the package
 
-    log = ContextLog()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium_path, headless=True, args=list(CHROMIUM_ARGS)
         )
         try:
-            context = browser.new_context(
-                java_script_enabled=javascript, viewport={"width": 1280, "height": 1000}
-            )
-            context.set_default_timeout(ACTION_TIMEOUT_MS)
-            context.add_init_script(_REPORT_CSP_VIOLATIONS)
-
-            def on_console(message: Any) -> None:
-                if message.text.startswith(_VIOLATION) or _REFUSED.match(message.text):
-                    log.csp_violations.append(message.text)
-
-            context.on("console", on_console)
-            context.on("weberror", lambda error: log.page_errors.append(str(error.error)))
-            yield context, log
-            context.close()
+            yield browser
         finally:
             browser.close()
+
+
+def open_context(browser: Browser, *, javascript: bool = True) -> tuple[BrowserContext, ContextLog]:
+    """A fresh profile of ``browser``; its pages' CSP violations and script errors."""
+    log = ContextLog()
+    context = browser.new_context(
+        java_script_enabled=javascript, viewport={"width": 1280, "height": 1000}
+    )
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    context.add_init_script(_REPORT_CSP_VIOLATIONS)
+
+    def on_console(message: Any) -> None:
+        if message.text.startswith(_VIOLATION) or _REFUSED.match(message.text):
+            log.csp_violations.append(message.text)
+
+    context.on("console", on_console)
+    context.on("weberror", lambda error: log.page_errors.append(str(error.error)))
+    return context, log
+
+
+@contextlib.contextmanager
+def browser_context(
+    chromium_path: Path, *, javascript: bool = True
+) -> Iterator[tuple[BrowserContext, ContextLog]]:
+    """A fresh profile in headless Chromium (optionally with JavaScript off)."""
+    with chromium(chromium_path) as browser:
+        context, log = open_context(browser, javascript=javascript)
+        try:
+            yield context, log
+        finally:
+            context.close()
 
 
 def assert_clean(csp_violations: Sequence[str], page_errors: Sequence[str]) -> None:

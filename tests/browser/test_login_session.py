@@ -26,14 +26,16 @@ from .login_support import (
     LocalUser,
     assert_clean,
     build_login_app,
+    chromium,
     loopback_socket,
+    open_context,
     populate,
     served,
     sqlite_url,
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Page, Route
 
     from .conftest import BrowserLog
 
@@ -205,3 +207,73 @@ def test_an_unsafe_next_is_refused_before_any_provider(
     assert "unsafe_return_path" in page.locator("code").all_inner_texts()
     assert len(live.google.requests) == before
     assert_clean(browser_log.csp_violations, browser_log.page_errors)
+
+
+def _reason(page: Page) -> list[str]:
+    return page.locator("p.reason code").all_inner_texts()
+
+
+def test_a_replayed_callback_is_refused_and_the_session_kept(
+    page: Page, live: LiveApp, browser_log: BrowserLog
+) -> None:
+    url = live.url
+    with page.expect_request(lambda r: r.url.startswith(f"{url}/oauth/callback?")) as callback:
+        login_with_google(page, live)
+    cookie = session_cookie(page)
+    response = page.goto(callback.value.url)
+    assert response is not None
+    assert response.status == 400
+    assert _reason(page) == ["state_unknown"]
+    assert session_cookie(page) == cookie  # a refused callback changes nothing
+    page.goto(f"{url}/page")
+    assert page.locator("#username").inner_text() == "grace"
+    assert_clean(browser_log.csp_violations, browser_log.page_errors)
+
+
+def test_a_callback_opened_in_another_browser_logs_nobody_in(
+    live: LiveApp, chromium_path: Path
+) -> None:
+    """Login CSRF: the callback URL of one browser's login, opened by another browser."""
+    url = live.url
+    with chromium(chromium_path) as browser:
+        own, own_log = open_context(browser)
+        page = own.new_page()
+        # Stop at the provider's answer: keep its redirect to the callback, do not follow it.
+        held: list[str] = []
+
+        def hold(route: Route) -> None:
+            if route.request.method != "POST":
+                route.continue_()
+                return
+            answer = route.fetch(max_redirects=0)
+            held.append(answer.headers["location"])
+            route.fulfill(status=200, content_type="text/plain", body="held")
+
+        authorize = live.google.authorization_endpoint
+        page.route(lambda u: u.startswith(authorize), hold)
+        page.goto(f"{url}/auth/login/google?next=/page")
+        page.locator("input[name=user]").fill(GOOGLE_EMAIL)
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_text("held").wait_for()
+        page.unroute_all()
+        (callback,) = held
+        assert callback.startswith(f"{url}/oauth/callback?")
+
+        other, other_log = open_context(browser)
+        victim = other.new_page()
+        response = victim.goto(callback)
+        assert response is not None
+        assert response.status == 400
+        assert _reason(victim) == ["browser_mismatch"]
+        assert session_cookie(victim) is None
+        victim.goto(f"{url}/page")
+        assert victim.locator("#anonymous").is_visible()
+
+        # That attempt consumed the transaction: its own browser cannot finish it now.
+        response = page.goto(callback)
+        assert response is not None
+        assert response.status == 400
+        assert _reason(page) == ["state_unknown"]
+        assert session_cookie(page) is None
+        assert_clean(own_log.csp_violations + other_log.csp_violations, own_log.page_errors)
+        assert other_log.page_errors == []

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
@@ -219,4 +219,37 @@ def test_wrong_password_from_swagger_authorizes_nothing(
     popup.close()
     assert tokens == []  # no code reached Swagger UI, so no token request
     assert box.locator("button", has_text="Logout").count() == 0
+    assert_clean(browser_log.csp_violations, browser_log.page_errors)
+
+
+# Each would run script if pasted unescaped into the chooser's hidden fields or links.
+HOSTILE_VALUES = [
+    '"><img src=x onerror="window.pwned=1">',
+    "'><script>window.pwned=1</script>",
+    "javascript:window.pwned=1",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_VALUES)
+def test_hostile_authorize_parameters_stay_text_in_the_chooser(
+    page: Page, live: LiveApp, browser_log: BrowserLog, hostile: str
+) -> None:
+    url = live.url
+    query = {
+        "response_type": "code",
+        "client_id": "swagger-ui",
+        "redirect_uri": f"{url}/docs/oauth2-redirect",
+        "state": hostile,
+        "login_hint": hostile,
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    response = page.goto(f"{url}/oauth/authorize?{urlencode(query)}")
+    assert response is not None
+    assert response.status == 200
+    assert page.locator("input[type=hidden][name=state]").input_value() == hostile
+    link = page.get_by_role("link", name="Continue with GitHub").get_attribute("href") or ""
+    assert parse_qs(urlsplit(link).query)["state"] == [hostile]
+    assert page.locator("img, script").count() == 0
+    assert page.evaluate("() => window.pwned === undefined")
     assert_clean(browser_log.csp_violations, browser_log.page_errors)
