@@ -100,14 +100,36 @@ async def _grant(
     # What this client may be granted at all: refusing here reveals nothing of an account.
     runtime.grant_scopes(form.get("scope"), client.scopes)
 
+    user = await check_password(runtime, username, password, client_address=request.client_address)
+    return await _issue(runtime, client, user, request)
+
+
+async def check_password(
+    runtime: IssuerRuntime, username: str, password: str, *, client_address: str | None
+) -> UserRecord:
+    """The account ``username`` names, if ``password`` is its password: steps 2 to 4 above.
+
+    Shared by this grant and the login pages' password form, so both follow
+    one rule: the same limits, one hash per attempt, one answer for every
+    failure, and a rehash when the parameters changed.
+
+    Raises:
+        OAuthError: ``invalid_grant`` for every wrong combination (and for
+            an empty username or password), 429 ``slow_down`` over a rate
+            limit, 503 ``temporarily_unavailable`` when hashing is saturated.
+        StoreUnavailable: the store is down.
+    """
+    name = normalize_username(username[: MAX_USERNAME_CHARS + 1])
+    if not name or not password:
+        raise _invalid("missing_credentials")
     config = runtime.config
     counters = runtime.store.rate_limits
     window = config.password_window
     now = runtime.clock()
-    if request.client_address:
+    if client_address:
         await _ratelimit.count(
             counters,
-            _ratelimit.address_key(request.client_address),
+            _ratelimit.address_key(client_address),
             limit=config.password_attempts_per_address,
             window=window,
             now=now,
@@ -153,7 +175,7 @@ async def _grant(
     await _refund(runtime, key, window_end)
     if new_hash is not None:
         await _rehash(runtime, user, new_hash)
-    return await _issue(runtime, client, user, request)
+    return user
 
 
 async def _refund(runtime: IssuerRuntime, key: str, window_end: float) -> None:
