@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from authbridge.client import AccountPolicy
 from authbridge.client._settings import LoginSettings
 
 from .support import (
@@ -260,20 +261,68 @@ async def test_login_at_the_provider_ends_in_a_code_for_the_client(tmp_path: Pat
         assert h.upstream.token_requests == 1
 
 
-async def test_form_post_callback_is_answered_with_a_get_of_the_same_parameters(
-    tmp_path: Path,
+async def test_form_post_callback_is_kept_out_of_the_url_until_its_get(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async with running(tmp_path) as h:
-        answer = await h.client.post(
-            "/oauth/callback", data={"code": "c<1>", "state": "s&2", "user": '{"name":1}'}
-        )
+        posted = {"code": "c<1>", "state": "s&2", "user": '{"email":"ana@example.test"}'}
+        answer = await h.client.post("/oauth/callback", data=posted)
         assert answer.status_code == 303
         location = answer.headers["location"]
-        assert location.startswith("/oauth/callback?")
-        assert query_of(location) == {"code": ["c<1>"], "state": ["s&2"], "user": ['{"name":1}']}
+        assert location.startswith("/oauth/callback?form_post=")
+        for value in ("c%3C1%3E", "c<1>", "s%262", "ana", "example.test"):
+            assert value not in location
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["referrer-policy"] == "no-referrer"
+        # The GET reads what was posted (here a state no login started): refused.
+        again = await h.client.get(location)
+        assert again.status_code == 400
+        assert "state_unknown" in again.text
+        # Once only.
+        replay = await h.client.get(location)
+        assert replay.status_code == 400
+        assert "state_unknown" in replay.text
+        # A made-up reference, or one mixed with other parameters, finds nothing.
+        for params in ({"form_post": "x" * 43}, {"form_post": "abc", "state": "s"}):
+            refused = await h.client.get("/oauth/callback", params=params)
+            assert refused.status_code == 400
         assert h.upstream.token_requests == 0
+        assert "c<1>" not in caplog.text
+        assert "ana@example.test" not in caplog.text
+
+
+async def test_posted_callbacks_are_counted_per_address(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        answers = [
+            (await h.client.post("/oauth/callback", data={"code": "c", "state": "s"})).status_code
+            for _ in range(31)
+        ]
+        assert answers[:30] == [303] * 30
+        assert answers[30] == 429
+
+
+async def test_a_refused_account_sends_access_denied_to_the_client(tmp_path: Path) -> None:
+    async def refuse(identity: object, proposed: object) -> None:
+        return None
+
+    settings = LoginSettings(accounts=AccountPolicy(on_first_login=refuse))
+    _, challenge = pkce_pair()
+    async with running(tmp_path, settings=settings) as h:
+        users_before = await h.count_users()
+        start = await h.client.get(
+            "/oauth/authorize", params=authorize_params(challenge, idp="stub")
+        )
+        callback = await h.client.get(
+            "/oauth/callback", params=h.upstream.approve(start.headers["location"])
+        )
+        assert callback.status_code == 303
+        assert callback.headers["location"].startswith(SPA_REDIRECT)
+        query = query_of(callback.headers["location"])
+        assert query["error"] == ["access_denied"]
+        assert query["state"] == ["client-state-1"]
+        assert "code" not in query
+        assert await h.count_users() == users_before
 
 
 async def test_without_local_password_the_chooser_has_no_form(tmp_path: Path) -> None:

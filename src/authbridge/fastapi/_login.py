@@ -9,8 +9,11 @@
 - ``POST {prefix}/authorize``: the chooser's password form (CSRF token bound
   to the browser cookie), then 303 to the client with a code.
 - ``GET|POST {prefix}/callback``: a provider's answer. A POST (``form_post``)
-  is answered with 303 to the GET with the same parameters, so that the
-  ``SameSite=Lax`` browser cookie comes along; the GET finishes the login
+  is kept in the store for a minute under a random id and answered with 303
+  to the GET naming only that id, so that the ``SameSite=Lax`` browser cookie
+  comes along while the code and what the provider posted (Apple's ``user``:
+  a name and an address) stay out of URLs and access logs; such posts are
+  counted per client address. The GET finishes the login
   (``LoginClient.finish``: state, browser binding, ``iss``, code, identity)
   and continues by the transaction's purpose: the client's code, a session,
   or a new link.
@@ -22,7 +25,10 @@ page. No page, redirect or log line carries a code, token, verifier or cookie.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,11 +37,12 @@ from fastapi.responses import Response
 from starlette.datastructures import URL
 
 from ..errors import LoginError
-from ..issuer import OAuthError
+from ..issuer import OAuthError, _ratelimit
 from ..issuer._authorize import (
     AuthorizeError,
     AuthorizeRequest,
     complete,
+    error_redirect,
     parse_authorize,
 )
 from ._browser_login import BrowserLogin, see_other
@@ -79,9 +86,69 @@ def login_router(login: BrowserLogin) -> APIRouter:
             form = await read_form(request)
         except OAuthError as exc:
             return login.error_page(request, exc.reason, status_code=exc.status)
-        return see_other(with_query(callback, list(form.items())))
+        return await login.guarded(request, lambda: _stash_form_post(login, request, form))
 
     return router
+
+
+FORM_POST_KIND = "form_post"
+"""Kind of the store's one-time values holding a posted callback until its GET."""
+
+FORM_POST_TTL = 60.0
+"""Seconds a posted callback waits for the browser's GET."""
+
+FORM_POST_PER_ADDRESS = 30
+"""Posted callbacks kept per client address (IPv6: per /64) per `FORM_POST_TTL`."""
+
+
+async def _stash_form_post(login: BrowserLogin, request: Request, form: dict[str, str]) -> Response:
+    runtime = login.endpoints.runtime
+    now = login.clock()
+    address = request.client.host if request.client else "unknown"
+    try:
+        await _ratelimit.count(
+            runtime.store.rate_limits,
+            "form_post:" + _ratelimit.address_key(address),
+            limit=FORM_POST_PER_ADDRESS,
+            window=FORM_POST_TTL,
+            now=now,
+            reason="rate_limited_form_post",
+        )
+    except OAuthError as exc:
+        logger.info("Posted callback refused: %s", exc.reason)
+        return login.error_page(
+            request,
+            "rate_limited",
+            status_code=429,
+            headers={"Retry-After": str(int(exc.retry_after or FORM_POST_TTL))},
+        )
+    reference = secrets.token_urlsafe(32)
+    value = json.dumps(list(form.items()), separators=(",", ":")).encode("utf-8")
+    await runtime.store.one_time.put(
+        FORM_POST_KIND, _form_post_key(reference), value, expires_at=now + FORM_POST_TTL
+    )
+    return see_other(with_query(login.path("callback"), [("form_post", reference)]))
+
+
+def _form_post_key(reference: str) -> str:
+    return hashlib.sha256(b"authbridge form_post\x00" + reference.encode("ascii")).hexdigest()
+
+
+async def _callback_params(login: BrowserLogin, request: Request) -> list[tuple[str, str]]:
+    """The callback's parameters: the query, or the posted ones its ``form_post`` id names."""
+    params = _query(request)
+    references = [v for k, v in params if k == "form_post"]
+    if not references:
+        return params
+    reference = references[0]
+    if len(params) != 1 or not (0 < len(reference) <= 64 and reference.isascii()):
+        raise LoginError("duplicate_parameter")
+    stored = await login.endpoints.runtime.store.one_time.take(
+        FORM_POST_KIND, _form_post_key(reference), now=login.clock()
+    )
+    if stored is None:
+        raise LoginError("state_unknown")
+    return [(str(k), str(v)) for k, v in json.loads(stored)]
 
 
 def _query(request: Request) -> list[tuple[str, str]]:
@@ -227,12 +294,21 @@ def _again(request: Request, params: Sequence[tuple[str, str]]) -> str:
 
 async def _callback(login: BrowserLogin, request: Request) -> Response:
     browser = login.cookies.browser(request)
-    outcome = await login.client.finish(_query(request), browser=browser)
+    outcome = await login.client.finish(await _callback_params(login, request), browser=browser)
     transaction, identity = outcome.transaction, outcome.identity
     purpose = transaction.purpose
     if purpose == "authorize":
-        user = await login.accounts.resolve(identity)
-        parsed = AuthorizeRequest.from_dict(transaction.authorize or {})
+        try:
+            parsed = AuthorizeRequest.from_dict(transaction.authorize or {})
+        except ValueError:
+            raise LoginError("state_unknown") from None
+        try:
+            user = await login.accounts.resolve(identity)
+        except LoginError as exc:
+            # The person logged in, but no account of this app may: the client hears
+            # access_denied (RFC 6749 §4.1.2.1), the log says why.
+            logger.info("Authorization denied: %s", exc.reason)
+            return see_other(error_redirect(parsed, "access_denied", "The account may not log in"))
         try:
             url = await complete(
                 login.endpoints.runtime,
