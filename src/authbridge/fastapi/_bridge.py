@@ -177,7 +177,7 @@ class AuthBridge:
             self._endpoints,
             providers,
             # The resource server's outbound client: the same bounds, proxy and transport.
-            http=self.resource_server._http.session,
+            http=self.resource_server.http,
             clock=clock,
             timeout=http_timeout,
             verify=self.resource_server.verify,

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from .._clock import Clock, system_clock
-from .._http import HttpClientHolder
+from .._http import ClientSource, HttpClientHolder
 from .._httpx import AsyncTransport
 from .._shared import SharedTasks
 from ..errors import ConfigurationError, InvalidToken, ProviderUnavailable
@@ -182,6 +182,15 @@ class ResourceServer:
     def cached_tokens(self) -> int:
         """How many verified tokens are cached right now."""
         return len(self._cache)
+
+    @property
+    def http(self) -> ClientSource:
+        """The outbound HTTP client source (transport, proxy, CAs) of this server.
+
+        Other roles of the same app (the login client) send their requests
+        through it, so one configuration applies to every outbound call.
+        """
+        return self._http.session
 
     def bound(self, name: str) -> Any:
         """The runtime state (metadata, keys, ...) of the provider called ``name``."""
