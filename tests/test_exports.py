@@ -62,6 +62,7 @@ def test_testing_kit_exports() -> None:
         "AuthOverride",
         "BadTokens",
         "FakeAPI",
+        "FakeApple",
         "FakeFacebook",
         "FakeGitHub",
         "FakeGoogle",
