@@ -192,7 +192,7 @@ def test_the_demo_page_logs_in_at_the_provider_and_with_a_password(tmp_path: Pat
         reader = demo.value(r"^READER_TOKEN=(\S+)$")
         refused = curl(client, demo.line(r"subject_token=\$READER_TOKEN"), READER_TOKEN=reader)
         assert refused.status_code == 400, refused.text
-        assert refused.json()["error"] == "invalid_grant"  # not issued to the demo API
+        assert refused.json()["error"] == "invalid_request"  # not issued to the demo API
 
         # Logging out ends the session here and at the provider, back on the page.
         old_cookie = client.cookies.get("authbridge_session")

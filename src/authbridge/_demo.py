@@ -505,7 +505,7 @@ def login_lines(
         f"  curl -s -d grant_type={TOKEN_EXCHANGE} -d client_id={CLI_CLIENT} "
         f"-d subject_token=$PROVIDER_TOKEN -d subject_token_type={SUBJECT_TOKEN_TYPE} "
         f"{token_url}   # carol's account: the same one as her browser login",
-        "A provider token issued to another client is refused (invalid_grant):",
+        "A provider token issued to another client is refused (invalid_request):",
         f"  curl -s -d grant_type={TOKEN_EXCHANGE} -d client_id={CLI_CLIENT} "
         f"-d subject_token=$READER_TOKEN -d subject_token_type={SUBJECT_TOKEN_TYPE} "
         f"{token_url}   # 400",
