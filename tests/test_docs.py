@@ -74,3 +74,39 @@ def test_page_snippets_run(
         for module in set(sys.modules) - before:
             if module.split(".")[0] not in ("authbridge", "fastapi", "starlette", "httpx"):
                 sys.modules.pop(module, None)
+
+
+SRC = DOCS.parent / "src" / "authbridge"
+LOGIN_REASON = re.compile(r'LoginError\(\s*f?"([a-z_]+:?)')
+
+
+def test_every_login_refusal_reason_is_explained_in_login_md() -> None:
+    reasons = {
+        match.group(1)
+        for path in SRC.rglob("*.py")
+        for match in LOGIN_REASON.finditer(path.read_text(encoding="utf-8"))
+    }
+    assert {"state_unknown", "browser_mismatch", "iss_mismatch", "account_refused"} <= reasons
+    page = (DOCS / "login.md").read_text(encoding="utf-8")
+    exchange = (DOCS / "token-exchange.md").read_text(encoding="utf-8")
+    missing = sorted(r for r in reasons if f"`{r}" not in page and f"`{r}" not in exchange)
+    assert missing == [], f"login refusal reasons not explained in docs/login.md: {missing}"
+
+
+def test_the_seed_page_labels_every_question_with_a_legend_label() -> None:
+    text = (DOCS / "seed-questions.md").read_text(encoding="utf-8")
+    legend = re.search(r"^Labels: (.*(?:\n\S.*)*)", text, re.M)
+    assert legend is not None
+    labels = set(re.findall(r"\*\*([^*]+)\*\*", legend.group(1)))
+    assert labels == {"Available now", "Planned: delegation"}
+    body = text[legend.end() :]
+    found = re.findall(r"\*\*((?:Available|Planned)[^*]*)\*\*", body)
+    used = {label.rstrip(":.") for label in found}
+    used |= {f"Planned: {m}" for m in re.findall(r"\*\*planned:\s*([^*]+?)\*\*", body)}
+    assert used <= labels | {"Available now" + s for s in ("", " too")}, used
+    questions = re.split(r"^### ", body, flags=re.M)[1:]
+    assert len(questions) >= 10
+    for question in questions:
+        assert "**Available now" in question, question.splitlines()[0]
+    assert "login flows" not in text  # the planned labels this release delivered are gone
+    assert "planned: token exchange" not in text.lower()
