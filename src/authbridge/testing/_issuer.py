@@ -368,9 +368,11 @@ class FakeIssuer:
             daemon=True,
         )
         thread.start()
+        issuer.http._serving = True  # caching headers, as a real issuer sends
         try:
             yield issuer
         finally:
+            issuer.http._serving = False
             issuer.http._closing.set()
             server.shutdown()
             server.server_close()

@@ -300,10 +300,13 @@ class _IssuerHTTP(FakeAPI[_Grant]):
 
     def _route(self, request: _Incoming) -> _Reply:
         fake, path = self.fake, request.path
+        # Served over HTTP, caching headers as a real issuer sends; through the
+        # transport none, so the JWKS cache's own default ages apply in tests.
+        cached = _CACHED if self._serving else ()
         if path == "/.well-known/openid-configuration":
-            return _json_reply(200, fake.discovery_document(), _CACHED, _JSON)
+            return _json_reply(200, fake.discovery_document(), cached, _JSON)
         if path == httpx.URL(fake.jwks_uri).path[len(httpx.URL(fake.issuer).path.rstrip("/")) :]:
-            return _json_reply(200, fake.jwks(), _CACHED, _JSON)
+            return _json_reply(200, fake.jwks(), cached, _JSON)
         routes = {"/authorize": self._authorize, "/token": self.flow.token}
         routes.update({"/userinfo": self.flow.userinfo, "/logout": self.flow.logout})
         handler = routes.get(path)
