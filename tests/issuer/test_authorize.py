@@ -618,6 +618,10 @@ class Resolver:
 
 
 async def test_metadata_advertises_the_flow(runtime: IssuerRuntime) -> None:
+    # Only once the endpoint is served (the login routes installed).
+    assert "authorization_endpoint" not in runtime.metadata()
+    assert "authorization_code" not in runtime.metadata()["grant_types_supported"]
+    runtime.authorization_endpoint = True
     document = runtime.metadata()
     assert document["authorization_endpoint"] == ISSUER + "/oauth/authorize"
     assert document["response_types_supported"] == ["code"]

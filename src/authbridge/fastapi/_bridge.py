@@ -524,6 +524,7 @@ class AuthBridge:
             endpoints.install(app)
         if self.browser_login is not None:
             install_login(app, self.browser_login)
+            self.browser_login.endpoints.runtime.authorization_endpoint = True
         if docs_url is not None:
             app.include_router(
                 swagger_ui_router(

@@ -119,6 +119,9 @@ class IssuerRuntime:
             [SubjectTokenResolver][authbridge.issuer.SubjectTokenResolver]
             that turns a provider's token into an account (set by
             ``AuthBridge``); ``None``: the grant is ``unsupported_grant_type``.
+        authorization_endpoint: Whether the authorization endpoint is served
+            (set by ``AuthBridge`` when it installs the login routes): the
+            metadata advertises it, and the ``authorization_code`` grant, only then.
     """
 
     def __init__(self, config: AppIssuer, clock: Clock) -> None:
@@ -135,6 +138,7 @@ class IssuerRuntime:
         )
         self.source = OwnTokenSource(self)
         self.subject_tokens: SubjectTokenResolver | None = None
+        self.authorization_endpoint = False
         self._builtin_clients: dict[str, ClientRecord] = {}
         # client_id -> (record, read at): found clients only, so made-up ids fill nothing.
         self._client_cache: dict[str, tuple[ClientRecord, float]] = {}
@@ -371,6 +375,8 @@ class IssuerRuntime:
         offered = set(config.grant_types)
         if self.subject_tokens is None:
             offered.discard(TOKEN_EXCHANGE)  # answered only once a resolver is set
+        if not self.authorization_endpoint:
+            offered.discard("authorization_code")  # no endpoint hands out codes
         document: dict[str, Any] = {"issuer": config.issuer}
         if "authorization_code" in offered:
             document["authorization_endpoint"] = config.endpoint("authorize")
