@@ -408,11 +408,11 @@ async def _page_body(
             f'<p><a class="provider" href="/auth/login?next={DEMO_PAGE}">Log in</a></p>\n'
             '<p>Or log in from <a href="/docs">Swagger UI</a> (Authorize, AppLogin).</p>\n'
         )
-    cookie, record = found
+    record = found[1]
     account = await login.endpoints.runtime.users.get(record.user_id)
     name = account.username if account is not None else user.subject
     via = record.provider or "local password"
-    csrf = _e(login.sessions.csrf_token(cookie))
+    csrf = _e(await auth.csrf_token(request) or "")
     scopes = " ".join(sorted(user.scopes)) or "(none)"
     listed = "".join(f"<li>{_e(item['name'])}</li>" for item in items)
     return (

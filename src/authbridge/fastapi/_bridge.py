@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.models import OAuth2 as OAuth2Model
+from starlette.requests import HTTPConnection
 
 from .._clock import Clock, system_clock
 from .._httpx import AsyncTransport
@@ -406,6 +407,22 @@ class AuthBridge:
         if login.extra_params:
             init["additionalQueryStringParams"] = dict(login.extra_params)
         return init
+
+    async def csrf_token(self, request: HTTPConnection) -> str | None:
+        """The CSRF token of the request's session, for a server-rendered page's forms.
+
+        Put it in a hidden ``csrf_token`` field (or send it as ``X-CSRF-Token``)
+        of every unsafe request the session makes. ``None`` without a live
+        session or without ``login=``.
+
+        Raises:
+            StoreUnavailable: the store is down.
+        """
+        login = self.browser_login
+        if login is None:
+            return None
+        found = await login.session_of(request)
+        return None if found is None else login.sessions.csrf_token(found[0])
 
     @property
     def verify(self) -> Callable[[str], Awaitable[Principal]]:
