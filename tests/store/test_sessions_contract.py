@@ -293,7 +293,9 @@ async def test_concurrent_unlinks_of_the_last_two_keep_one(
             await store.identities.link(IdentityRecord(issuer, user_id, user_id))
         results = await asyncio.gather(
             *(
-                (store if i % 2 else second).identities.unlink_from(user_id, issuers[i % 2], user_id)
+                (store if i % 2 else second).identities.unlink_from(
+                    user_id, issuers[i % 2], user_id
+                )
                 for i in range(CALLS)
             )
         )

@@ -14,7 +14,8 @@ token type other than access token, ID token or JWT, a ``requested_token_type``
 other than an access token and any ``actor_token`` (delegation is not
 offered) are ``invalid_request``; so is a token the resolver refuses (RFC 8693
 §2.2.2: an invalid or unacceptable subject token is ``invalid_request``), with
-one fixed description (its reason goes to the log only); a provider that cannot be reached is 503 ``temporarily_unavailable``.
+one fixed description (its reason goes to the log only); a provider that
+cannot be reached is 503 ``temporarily_unavailable``.
 The scopes are the requested ones among the client's and the account's, the
 audience the RFC 8707 ``resource`` (or ``audience``) or the default.
 """
