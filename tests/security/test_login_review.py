@@ -22,6 +22,9 @@ from tests.fastapi_login.support import (
     running,
 )
 
+from authbridge import Principal
+from authbridge.providers import OIDCProvider
+
 LOGIN_STARTS = 200
 """Unauthenticated login starts sent from one client address within a second."""
 
@@ -218,3 +221,34 @@ async def test_debug_logs_of_a_login_and_its_replay_hold_no_secret(
         assert "Login started" in text
         for secret in secrets:
             assert secret not in text
+
+
+# --- §7: token exchange substitution ---------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issued_to accepts a token whose azp names another client as soon as aud also "
+    "lists ours; OIDC Core §3.1.3.7 (and the login's own ID-token check) say azp is the "
+    "party it was issued to",
+)
+def test_an_id_token_issued_to_another_client_is_not_exchanged() -> None:
+    provider = OIDCProvider(
+        "kc", "https://kc.test", audience="ours", client_id="ours", client_secret="s"
+    )
+    claims = {
+        "iss": "https://kc.test",
+        "sub": "victim",
+        "aud": ["other-site", "ours"],
+        "azp": "other-site",
+        "nonce": "n",
+    }
+    principal = Principal(
+        provider="kc",
+        issuer="https://kc.test",
+        subject="victim",
+        scopes=frozenset(),
+        claims=claims,
+        client_id="other-site",
+    )
+    assert provider.exchange_identity(principal) is None
