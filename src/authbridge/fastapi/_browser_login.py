@@ -35,7 +35,7 @@ from ..errors import (
     ProviderUnavailable,
     StoreUnavailable,
 )
-from ..issuer import IssuerRuntime
+from ..issuer import IssuerRuntime, OAuthError, _ratelimit
 from ..issuer._kek import _parse as parse_kek
 from ..resource.base import Provider
 from ..resource.principal import Principal
@@ -47,6 +47,12 @@ from ._pages import html_page, render_error
 from ._refusals import retry_after
 
 logger = logging.getLogger("authbridge.fastapi")
+
+LOGIN_STARTS_PER_ADDRESS = 60
+"""Logins at a provider one client address may start per `LOGIN_STARTS_WINDOW`."""
+
+LOGIN_STARTS_WINDOW = 60.0
+"""The window of `LOGIN_STARTS_PER_ADDRESS`, in seconds."""
 
 STATIC_PATH = "/auth/static"
 """Where the login pages' stylesheet is served."""
@@ -212,6 +218,35 @@ class BrowserLogin:
             return self.error_page(
                 connection, exc.reason, provider_error=value if isinstance(value, str) else None
             )
+
+    async def limit_starts(self, connection: HTTPConnection) -> Response | None:
+        """Count one login start (a stored transaction) of the client address.
+
+        Anyone can start a login, and each start keeps a transaction for
+        ``transaction_ttl``: at most `LOGIN_STARTS_PER_ADDRESS` per
+        `LOGIN_STARTS_WINDOW` seconds per address (IPv6: per /64), counted in
+        the store so every instance shares them. Returns the 429 page beyond
+        that, else ``None``.
+        """
+        address = connection.client.host if connection.client else "unknown"
+        try:
+            await _ratelimit.count(
+                self.endpoints.runtime.store.rate_limits,
+                "login_start:" + _ratelimit.address_key(address),
+                limit=LOGIN_STARTS_PER_ADDRESS,
+                window=LOGIN_STARTS_WINDOW,
+                now=self.clock(),
+                reason="rate_limited_login_start",
+            )
+        except OAuthError as exc:
+            logger.info("Login start refused: %s", exc.reason)
+            return self.error_page(
+                connection,
+                "rate_limited",
+                status_code=429,
+                headers={"Retry-After": str(int(exc.retry_after or LOGIN_STARTS_WINDOW))},
+            )
+        return None
 
     def unavailable(self, connection: HTTPConnection, exc: AuthBridgeError) -> Response:
         """The 503 page, with ``Retry-After``."""

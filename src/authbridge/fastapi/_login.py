@@ -189,6 +189,9 @@ async def _to_provider(
     name = parsed.idp or ""
     if name not in login.logins:
         return login.error_page(request, "unknown_provider")
+    limited = await login.limit_starts(request)
+    if limited is not None:
+        return limited
     url = await login.client.start(
         name,
         browser=browser,

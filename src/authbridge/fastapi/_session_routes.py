@@ -191,6 +191,9 @@ async def _start(login: BrowserLogin, request: Request, provider: str) -> Respon
     if len(nexts) > 1:
         raise LoginError("duplicate_parameter")
     return_to = _next(login, nexts[0] if nexts else None)
+    limited = await login.limit_starts(request)
+    if limited is not None:
+        return limited
     browser, new = login.browser(request)
     url = await login.client.start(name, browser=browser, purpose="session", return_to=return_to)
     response = see_other(url)
@@ -307,6 +310,9 @@ async def _link(login: BrowserLogin, request: Request, provider: str) -> Respons
     _cookie, user, form = checked
     name = _provider(login, provider)
     return_to = _next(login, form.get("next"))
+    limited = await login.limit_starts(request)
+    if limited is not None:
+        return limited
     browser, new = login.browser(request)
     url = await login.client.start(
         name, browser=browser, purpose="link", return_to=return_to, link_user=user.id

@@ -61,15 +61,23 @@ def audiences(claims: Mapping[str, Any]) -> tuple[str, ...]:
 def issued_to(principal: Principal, client_ids: Iterable[str]) -> bool:
     """Whether a verified token was issued to one of ``client_ids``.
 
-    Its client (``client_id``/``azp``/``cid``, as the verifier read it) is one
-    of them, or its ``aud`` names one (an ID token's audience is its client).
+    A token naming its client (``client_id``, ``azp`` or ``cid``, and the
+    client the verifier read) was issued to that client: every one present
+    must be ours — an ``aud`` that also lists us does not make another
+    client's token ours (OpenID Connect Core §3.1.3.7). Only a token naming no
+    client is judged by its ``aud`` (an ID token's audience is its client).
     """
     ours = frozenset(client_ids)
     if not ours:
         return False
-    if principal.client_id is not None and principal.client_id in ours:
-        return True
+    named = [principal.client_id] if principal.client_id is not None else []
+    named += [v for k in _CLIENT_CLAIMS if isinstance(v := principal.claims.get(k), str)]
+    if named:
+        return all(client in ours for client in named)
     return not ours.isdisjoint(audiences(principal.claims))
+
+
+_CLIENT_CLAIMS = ("client_id", "azp", "cid")
 
 
 def claims_identity(
