@@ -51,7 +51,16 @@ CLIENT_ID = "orders-api"
 # '+' means a space in form encoding (RFC 6749 §2.3.1 / Appendix B).
 CLIENT_SECRET = "s3cr%t:pa ss+word/=?&~-Zq81"
 SMALL_TIMEOUT = 0.2
-MISSING = object()
+
+
+class _Missing:
+    """The type of MISSING."""
+
+    def __repr__(self) -> str:
+        return "MISSING"  # the same in every process: test ids show it (pytest-xdist compares them)
+
+
+MISSING = _Missing()
 """A member to leave out of an introspection response."""
 
 Answer = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]

@@ -198,6 +198,13 @@ async def verified(provider: Any, transport: httpx.AsyncBaseTransport, token: st
         return await server.verify(token)
 
 
+def _sorted_sets_id(value: object) -> str:
+    """``repr`` with sets sorted: the same test id in every process (pytest-xdist compares them)."""
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(map(repr, value))) + "}" if value else "set()"
+    return repr(value)
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
@@ -209,7 +216,7 @@ async def verified(provider: Any, transport: httpx.AsyncBaseTransport, token: st
         (b"repo admin:org", set()),  # one element with a space: not a scope token
         (b"", set()),
     ],
-    ids=repr,
+    ids=_sorted_sets_id,
 )
 async def test_github_scope_header_is_an_rfc_9110_list(header: bytes, expected: set[str]) -> None:
     github = FakeGitHub()

@@ -294,6 +294,7 @@ async def test_an_expired_code(runtime: IssuerRuntime, clock: Clock) -> None:
         new_secret("abrt_"),  # a refresh token's shape
         "checksum-broken",
     ],
+    ids=["made-up", "refresh-token-shape", "checksum-broken"],  # the same in every process
 )
 async def test_malformed_codes(runtime: IssuerRuntime, code: str) -> None:
     if code == "checksum-broken":

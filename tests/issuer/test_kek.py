@@ -169,6 +169,17 @@ def test_first_kek_encrypts_every_kek_decrypts() -> None:
         OLD[:20] + " " + OLD[20:],
         OLD + OLD,
     ],
+    # the same in every process (OLD is random)
+    ids=[
+        "empty",
+        "short",
+        "31-bytes",
+        "33-bytes",
+        "standard-alphabet",
+        "non-ascii",
+        "space",
+        "twice",
+    ],
 )
 async def test_a_malformed_kek_is_refused_without_echoing_it(value: str) -> None:
     with pytest.raises(ConfigurationError) as info:

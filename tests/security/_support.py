@@ -20,7 +20,15 @@ from fastapi import FastAPI, Security
 from authbridge import AuthBridge, AuthBridgeError, InvalidToken, Principal
 from authbridge.testing import FakeIssuer
 
-OMIT = object()
+
+class _Omit:
+    """The type of OMIT."""
+
+    def __repr__(self) -> str:
+        return "OMIT"  # the same in every process: test ids show it (pytest-xdist compares them)
+
+
+OMIT = _Omit()
 """Pass as a header or claim value to leave that member out (``None`` means JSON null)."""
 
 T0 = 1_700_000_000

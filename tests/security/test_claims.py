@@ -414,6 +414,13 @@ def test_string_claims_of_wrong_type(make_auth, fake_issuer, clock, claim, value
     assert (result.reason, result.claim) == ("invalid_claim_type", claim)
 
 
+def _sorted_sets_id(value: object) -> str:
+    """``repr`` with sets sorted: the same test id in every process (pytest-xdist compares them)."""
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(map(repr, value))) + "}" if value else "set()"
+    return repr(value)
+
+
 @pytest.mark.parametrize(
     ("claims", "scopes"),
     [
@@ -428,7 +435,7 @@ def test_string_claims_of_wrong_type(make_auth, fake_issuer, clock, claim, value
         ({"scope": OMIT, "scp": []}, set()),
         ({"scope": "a", "scp": ["b"]}, {"a", "b"}),
     ],
-    ids=repr,
+    ids=_sorted_sets_id,
 )
 def test_scope_forms(make_auth, fake_issuer, clock, claims, scopes) -> None:
     assert accepted(make_auth(), token_at(fake_issuer, clock, **claims)).scopes == scopes

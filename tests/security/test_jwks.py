@@ -627,7 +627,14 @@ def _discovery(fake_issuer, **changes):
     return {k: v for k, v in doc.items() if v is not _DROP}
 
 
-_DROP = object()
+class _Drop:
+    """The type of _DROP: a discovery member to leave out."""
+
+    def __repr__(self) -> str:
+        return "_DROP"  # the same in every process: test ids show it (pytest-xdist compares them)
+
+
+_DROP = _Drop()
 
 
 @pytest.mark.parametrize(
