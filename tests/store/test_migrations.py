@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 import authbridge.store
-from authbridge.errors import ConfigurationError
-from authbridge.store import SQLStore, UserRecord, _migrate
+from authbridge.errors import ConfigurationError, StoreUnavailable
+from authbridge.store import DelegationRecord, SQLStore, UserRecord, _migrate
 from authbridge.store._models import VERSION_TABLE, metadata
 from authbridge.store._sql_db import Database
 from store_support import fresh_postgres_database
@@ -42,7 +43,7 @@ def test_migrations_ship_in_the_package_and_need_no_ini() -> None:
     assert (package / "migrations" / "env.py").is_file()
     assert list((package / "migrations" / "versions").glob("r*.py"))
     assert not list(package.rglob("alembic.ini"))
-    assert _migrate.head() == "0002"
+    assert _migrate.head() == "0003"
 
 
 async def test_models_and_migrations_agree(empty_url: str) -> None:
@@ -158,5 +159,63 @@ async def test_sqlite_file_settings(tmp_path: Path) -> None:
         async with db.read() as conn:
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 1000
+    finally:
+        await db.dispose()
+
+
+async def test_revision_0003_upgrades_a_0002_store_and_downgrades(empty_url: str) -> None:
+    """Delegations arrive in 0003: a store at 0002 with data upgrades in place, and back."""
+    db = Database(empty_url)
+    try:
+        await _migrate.upgrade_database(db, "0002")
+        assert await _migrate.current_database(db) == "0002"
+        await run_sql(
+            empty_url,
+            "INSERT INTO authbridge_users (id, username, scopes, disabled, email_verified, "
+            "created_at) VALUES ('u1', 'alice', 'items:read', false, false, 1.0)",
+        )
+        with pytest.raises(StoreUnavailable):  # no such table yet
+            await run_sql(empty_url, "SELECT count(*) FROM authbridge_delegations")
+        await _migrate.upgrade_database(db)
+        assert await _migrate.current_database(db) == "0003"
+    finally:
+        await db.dispose()
+    store = SQLStore(empty_url, migrate=False)  # the schema is current
+    await store.start()
+    try:
+        user = await store.users.get("u1")
+        assert user is not None
+        assert user.username == "alice"
+        record = DelegationRecord(
+            id="dlg_1",
+            user_id="u1",
+            actor="robot",
+            scopes=frozenset({"items:read"}),
+            audiences=("https://api.example.test",),
+            created_at=10.0,
+            expires_at=20.0,
+        )
+        await store.delegations.create(record)
+        assert await store.delegations.get("dlg_1") == record
+    finally:
+        await store.aclose()
+
+    def downgrade(connection: Any) -> None:
+        config = _migrate.config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+
+    db = Database(empty_url)
+    try:
+        async with db.exclusive() as connection:
+            await connection.run_sync(downgrade)
+        assert await _migrate.current_database(db) == "0002"
+        (users,) = await run_sql(empty_url, "SELECT id FROM authbridge_users")
+        assert users == [("u1",)]
+        with pytest.raises(StoreUnavailable):
+            await run_sql(empty_url, "SELECT count(*) FROM authbridge_delegations")
+        await _migrate.upgrade_database(db)  # and up again, empty
+        (count,) = await run_sql(empty_url, "SELECT count(*) FROM authbridge_delegations")
+        assert count == [(0,)]
     finally:
         await db.dispose()

@@ -1,5 +1,5 @@
-"""The store: users, identities, sessions, clients, refresh families, signing keys
-and short-lived shared state, behind typed async protocols.
+"""The store: users, identities, sessions, clients, refresh families, signing keys,
+delegations and short-lived shared state, behind typed async protocols.
 
 `open_store` turns a URL into a backend: ``sqlite+aiosqlite:///authbridge.db``
 (the embedded default: a file, no server) or
@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..errors import StoreUnavailable
 from ._protocols import (
     ClientStore,
+    DelegationStore,
     IdentityStore,
     OneTimeStore,
     RateLimitStore,
@@ -31,6 +32,7 @@ from ._records import (
     ClientAuthMethod,
     ClientRecord,
     Conflict,
+    DelegationRecord,
     IdentityRecord,
     RefreshFamily,
     RefreshTokenRecord,
@@ -46,6 +48,8 @@ __all__ = [
     "ClientRecord",
     "ClientStore",
     "Conflict",
+    "DelegationRecord",
+    "DelegationStore",
     "IdentityRecord",
     "IdentityStore",
     "OneTimeStore",

@@ -157,6 +157,31 @@ signing_keys = Table(
     Column("revoked_at", Double, nullable=True),
 )
 
+# Users' delegations to robots (revision 0003). Durable facts: SQL only, never Redis.
+# No foreign key on ``actor`` (built-in clients live in memory) or ``parent`` (a
+# purged parent leaves its children to end by themselves, no later than it did).
+delegations = Table(
+    "authbridge_delegations",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column(
+        "user_id",
+        Text,
+        ForeignKey("authbridge_users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("actor", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("audiences", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False, index=True),
+    Column("label", Text, nullable=False),
+    Column("may_delegate", Boolean, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Column("parent", Text, nullable=True),
+)
+
 one_time = Table(
     "authbridge_one_time",
     metadata,
@@ -185,6 +210,7 @@ __all__ = [
     "PREFIX",
     "VERSION_TABLE",
     "clients",
+    "delegations",
     "identities",
     "metadata",
     "one_time",

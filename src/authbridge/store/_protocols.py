@@ -18,6 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from ._records import (
     ClientRecord,
+    DelegationRecord,
     IdentityRecord,
     RefreshFamily,
     RefreshTokenRecord,
@@ -234,6 +235,43 @@ class RefreshStore(Protocol):
         ...
 
 
+class DelegationStore(Protocol):
+    """Users' delegations to robots (see `DelegationRecord`): durable, kept in SQL.
+
+    A delegation is *active* while it is not revoked and ``now`` is before its
+    ``expires_at``.
+    """
+
+    async def create(self, record: DelegationRecord) -> None:
+        """Store a new delegation. Raises `Conflict` if the id exists, `KeyError`
+        if no account has ``user_id``."""
+        ...
+
+    async def get(self, delegation_id: str) -> DelegationRecord | None:
+        """The delegation, active or not, or ``None``."""
+        ...
+
+    async def for_user(
+        self, user_id: str, *, now: float, include_inactive: bool = False, limit: int = 100
+    ) -> Sequence[DelegationRecord]:
+        """An account's delegations, newest first, at most ``limit``; only the active
+        ones unless ``include_inactive``."""
+        ...
+
+    async def count_active(self, user_id: str, *, now: float) -> int:
+        """How many active delegations an account has (to bound their creation)."""
+        ...
+
+    async def revoke(self, delegation_id: str, *, user_id: str, now: float) -> bool:
+        """Set ``revoked_at`` to ``now`` if the delegation is ``user_id``'s and not yet
+        revoked; whether this call revoked it."""
+        ...
+
+    async def purge(self, now: float) -> int:
+        """Delete delegations ended or revoked before ``now``; how many."""
+        ...
+
+
 class SigningKeyStore(Protocol):
     """The issuer's signing keys (see `SigningKeyRecord` for the lifecycle)."""
 
@@ -326,6 +364,7 @@ class Store(Protocol):
     clients: ClientStore
     refresh: RefreshStore
     keys: SigningKeyStore
+    delegations: DelegationStore
     one_time: OneTimeStore
     rate_limits: RateLimitStore
     replay: ReplayStore

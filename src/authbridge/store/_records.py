@@ -5,7 +5,8 @@ refresh tokens, codes, client secrets and session cookies appear here only as
 their hashes (``token_hash``, ``secret_hash``, ``id_hash``), passwords as
 argon2id strings, private signing keys encrypted under the key-encryption key,
 a session's provider ID token encrypted under a key derived from the session's
-cookie (which the store never sees).
+cookie (which the store never sees). A delegation record is no credential: it
+says what a robot may do for a user, and every use of it is checked against it.
 """
 
 from __future__ import annotations
@@ -228,3 +229,46 @@ class SessionRecord:
     provider: str | None = None
     id_token: bytes | None = field(default=None, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationRecord:
+    """A user's grant to a robot (a confidential client) to act for them (RFC 8693 ``act``).
+
+    Every token issued under it carries its id as the ``did`` claim, names the
+    robot in ``act``, and lives no longer than ``expires_at``; revoking it
+    ends them all (see ``authbridge.issuer.Delegations``).
+
+    Attributes:
+        id: Random, 128 bits, url-safe (``"dlg_" + secrets.token_urlsafe(16)``).
+        user_id: Who delegates: the account the tokens speak for (their ``sub``).
+        actor: The ``client_id`` of the robot acting for the user.
+        scopes: What it may do: at most the user's scopes when it was created.
+        audiences: The ``aud`` of its tokens.
+        created_at: When the user created it.
+        expires_at: Its absolute end: no token of it lives past this.
+        label: The user's note ("garage robot"), at most 200 characters; shown
+            escaped.
+        may_delegate: Whether the actor may pass it on to a further actor (a
+            chain); no by default.
+        revoked_at: When the user revoked it, or ``None``.
+        parent: The delegation this one was made under, when a robot holding a
+            delegated token (with ``may_delegate``) created it; revoking the
+            parent revokes it too.
+    """
+
+    id: str
+    user_id: str
+    actor: str
+    scopes: frozenset[str]
+    audiences: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    label: str = ""
+    may_delegate: bool = False
+    revoked_at: float | None = None
+    parent: str | None = None
+
+    def active(self, now: float) -> bool:
+        """Whether it is neither revoked nor ended at ``now``."""
+        return self.revoked_at is None and now < self.expires_at

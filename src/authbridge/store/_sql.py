@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import _migrate
 from ._protocols import (
     ClientStore,
+    DelegationStore,
     IdentityStore,
     OneTimeStore,
     RateLimitStore,
@@ -17,6 +18,7 @@ from ._protocols import (
 )
 from ._sql_accounts import SQLClients, SQLIdentities, SQLUsers
 from ._sql_db import Database
+from ._sql_delegations import SQLDelegations
 from ._sql_ephemeral import SQLOneTime, SQLRateLimits, SQLReplay
 from ._sql_sessions import SQLSessions
 from ._sql_tokens import SQLKeys, SQLRefresh
@@ -70,6 +72,7 @@ class SQLStore:
         self.clients: ClientStore = SQLClients(self._db)
         self.refresh: RefreshStore = SQLRefresh(self._db)
         self.keys: SigningKeyStore = SQLKeys(self._db)
+        self.delegations: DelegationStore = SQLDelegations(self._db)
         self.one_time: OneTimeStore = SQLOneTime(self._db)
         self.rate_limits: RateLimitStore = SQLRateLimits(self._db)
         self.replay: ReplayStore = SQLReplay(self._db)
@@ -104,10 +107,11 @@ class SQLStore:
         await self._db.ping()
 
     async def purge(self, now: float) -> int:
-        """Delete every expired row (refresh tokens and families, sessions, one-time
-        values, rate-limit windows, replay records); how many."""
+        """Delete every expired row (refresh tokens and families, sessions, delegations,
+        one-time values, rate-limit windows, replay records); how many."""
         return (
             await self.refresh.purge(now)
+            + await self.delegations.purge(now)
             + await self.sessions.purge(now)
             + await self.one_time.purge(now)
             + await self.rate_limits.purge(now)
