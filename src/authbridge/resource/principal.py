@@ -283,6 +283,11 @@ class Principal(BaseModel):
     so it is immutable: ``claims`` and every object and array in it are
     read-only (changing them raises ``TypeError``; copy them to work on them).
 
+    A token used by someone acting for its subject (RFC 8693 delegation: an
+    ``act`` claim) names that actor in ``actors``, the current one first;
+    `delegated` is then true, and ``subject`` is still the person the token
+    speaks for.
+
     Example:
         ```python
         @app.get("/me")
@@ -309,6 +314,13 @@ class Principal(BaseModel):
     roles: frozenset[str] = Field(default=frozenset(), description="Roles or groups.")
     expires_at: datetime | None = Field(default=None, description="When the token expires.")
     token_id: str | None = Field(default=None, description="The token's `jti`.")
+    actors: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Who acts for the subject (RFC 8693 `act`): the `sub` of each actor of the "
+            "delegation chain, the current actor first; empty for a token used by its subject."
+        ),
+    )
     # A default is not validated: the empty claims are made read-only from the start.
     claims: dict[str, Any] = Field(
         default_factory=ReadOnlyClaims, description="All verified claims (read-only)."
@@ -352,6 +364,16 @@ class Principal(BaseModel):
         _set_extra(principal, None)
         _set_private(principal, None)
         return principal
+
+    @property
+    def delegated(self) -> bool:
+        """Whether someone acts for the subject: the token carries an ``act`` claim.
+
+        ``subject`` is then the person the token speaks for, ``client_id`` and
+        ``actors[0]`` the robot or service using it. Routes that the subject
+        alone may call take ``auth.direct_principal``, which refuses such tokens.
+        """
+        return bool(self.actors)
 
     def has_scopes(self, *scopes: str) -> bool:
         """Whether every one of ``scopes`` was granted."""

@@ -36,6 +36,15 @@ DEFAULT_ALGORITHMS = (
 )  # fmt: skip
 _ALWAYS_REQUIRED = frozenset({"iss", "exp"})
 
+MAX_ACTORS = 8
+"""Most actors in a token's ``act`` chain (RFC 8693 delegation) accepted by a resource server.
+
+The app's own issuer mints chains of at most 4; a deeper one from any provider
+refuses the token (``invalid_claim_type``, claim ``act``).
+"""
+
+_NO_ACT: Any = object()  # `act` absent (distinct from a JSON null, which is malformed)
+
 
 class JWTProvider:
     """An issuer whose JWT access tokens the app accepts: the resource-server part of a provider.
@@ -212,9 +221,13 @@ class JWTProvider:
         ``claims`` becomes the principal's (read-only) claims without a deep
         copy: pass a mapping nobody changes afterwards, such as parsed JSON.
 
+        ``act`` (RFC 8693 delegation) becomes ``Principal.actors``.
+
         Raises:
             InvalidToken: a configured subject claim is present but not a
-                non-empty string.
+                non-empty string; an ``act`` claim is malformed (not an
+                object, an actor without a string ``sub``, more than
+                `MAX_ACTORS` actors): ``invalid_claim_type``.
         """
         if self._plain_scopes and "scp" not in claims:
             scopes = scope_tokens(claims.get("scope"))  # the common case, one claim
@@ -230,6 +243,7 @@ class JWTProvider:
             roles.update(strings(lookup(claims, path)))
         exp = claims.get("exp")
         client = client_of(claims, self.policy.client_id_claims)
+        act = claims.get("act", _NO_ACT)  # one lookup; the chain is read only when present
         return Principal._trusted(
             {
                 "provider": self.name,
@@ -241,10 +255,31 @@ class JWTProvider:
                 "roles": frozenset(roles),
                 "expires_at": datetime.fromtimestamp(exp, UTC) if exp is not None else None,
                 "token_id": claims.get("jti"),
+                "actors": () if act is _NO_ACT else self._actors(act),
                 # Shared by every request with this token: read-only, at every depth.
                 "claims": read_only_claims(claims),
             }
         )
+
+    def _actors(self, act: Any) -> tuple[str, ...]:
+        """The ``sub`` of each actor of an RFC 8693 ``act`` claim, the current actor first.
+
+        The outermost ``act`` is the current actor; each nested ``act`` the one
+        before it (§4.1). Read with a loop, at most `MAX_ACTORS` deep.
+
+        Raises:
+            InvalidToken: ``invalid_claim_type`` (claim ``act``): an ``act``
+                that is not an object, an actor without a non-empty string
+                ``sub``, or a chain deeper than `MAX_ACTORS`.
+        """
+        chain: list[str] = []
+        while act is not _NO_ACT:
+            sub = act.get("sub") if isinstance(act, Mapping) else None
+            if not isinstance(sub, str) or not sub or len(chain) == MAX_ACTORS:
+                raise InvalidToken("invalid_claim_type", provider=self.name, claim="act")
+            chain.append(sub)
+            act = act.get("act", _NO_ACT)
+        return tuple(chain)
 
     def _subject(self, claims: Mapping[str, Any]) -> str | None:
         for name in self.subject_claims:
