@@ -29,6 +29,27 @@ Plain functions: `postgres_available`, `fresh_postgres_database` (a context
 manager: a new empty database of your own, dropped after), `truncate_postgres`,
 and `run_async` (run a coroutine to completion from synchronous code, in a
 thread of its own).
+
+Redis (``redis://127.0.0.1:6379/0``; override with
+``AUTHBRIDGE_TEST_REDIS_URL``) for the short-lived state:
+
+- ``redis_prefix``: a key prefix of this test's own
+  (``authbridge-test:<pid>:<random>:``; every key under it is deleted after
+  the test), so tests share the server safely under pytest-xdist;
+- ``redis_ephemeral``: a started `RedisEphemeral` on that prefix;
+- ``ephemeral_backend`` / ``ephemeral``: parametrized ``sqlite`` /
+  ``postgres`` / ``redis``: an `EphemeralBackend` that opens instances (each
+  with its own connections, as two app instances) sharing one state, and the
+  first such instance (what the one-time, rate-limit and replay contract runs
+  on; on SQL it is a whole `SQLStore`);
+- ``composite_store``: a started `CompositeStore` of the PostgreSQL store and
+  a `RedisEphemeral` on ``redis_prefix``.
+
+A Redis that cannot be reached skips these with a message saying so, unless
+``AUTHBRIDGE_REQUIRE_POSTGRES=1`` (which CI sets: it means "require the
+services", PostgreSQL and Redis) or ``AUTHBRIDGE_REQUIRE_REDIS=1`` is set,
+which fails them instead. Plain functions: `redis_available`,
+`require_redis`, `delete_redis_prefix`, `expires_by_ttl`.
 """
 
 from __future__ import annotations
@@ -41,12 +62,14 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from authbridge.store import SQLStore
+from authbridge.store import OneTimeStore, RateLimitStore, ReplayStore, SQLStore
+from authbridge.store._composite import CompositeStore
+from authbridge.store._redis import RedisEphemeral
 
 T = TypeVar("T")
 
@@ -60,6 +83,16 @@ REQUIRE_POSTGRES = os.environ.get("AUTHBRIDGE_REQUIRE_POSTGRES") == "1"
 
 BACKENDS = ("sqlite", "postgres")
 """The parameters of ``store_url`` and ``store``."""
+
+REDIS_URL = os.environ.get("AUTHBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+"""The Redis server (and database) of the tests; every test keeps to its own key prefix."""
+
+REQUIRE_REDIS = REQUIRE_POSTGRES or os.environ.get("AUTHBRIDGE_REQUIRE_REDIS") == "1"
+"""Fail, instead of skipping, when Redis cannot be reached (``AUTHBRIDGE_REQUIRE_POSTGRES=1``
+requires every service)."""
+
+EPHEMERAL_BACKENDS = ("sqlite", "postgres", "redis")
+"""The parameters of ``ephemeral_backend`` and ``ephemeral``."""
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:
@@ -258,3 +291,175 @@ async def postgres_store(postgres_store_url: str) -> AsyncIterator[SQLStore]:
     """A started, empty store in the session's PostgreSQL database."""
     async for started in _started(postgres_store_url):
         yield started
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def _redis_where(url: str = REDIS_URL) -> str:
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+
+
+@functools.cache
+def redis_available() -> str | None:
+    """``None`` when the Redis server answers, else why not (for the skip message)."""
+    import redis  # noqa: PLC0415 - the test extra has it
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except Exception as exc:
+        return type(exc).__name__  # its text may hold the URL
+    finally:
+        client.close()
+    return None
+
+
+def require_redis() -> None:
+    """Skip (or, when the services are required, fail) unless Redis answers."""
+    problem = redis_available()
+    if problem is None:
+        return
+    message = (
+        f"Redis is not reachable at {_redis_where()} ({problem}); start it, e.g. with "
+        "scripts/test, or point AUTHBRIDGE_TEST_REDIS_URL at one"
+    )
+    if REQUIRE_REDIS:
+        pytest.fail(f"{message} (AUTHBRIDGE_REQUIRE_POSTGRES=1 or AUTHBRIDGE_REQUIRE_REDIS=1)")
+    pytest.skip(message)
+
+
+def _glob_escaped(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> int:
+    """Delete every key under ``prefix`` at ``url``; how many."""
+    import redis  # noqa: PLC0415
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        names = list(client.scan_iter(match=_glob_escaped(prefix) + "*", count=1000))
+        for start in range(0, len(names), 500):
+            client.delete(*names[start : start + 500])
+        return len(names)
+    finally:
+        client.close()
+
+
+def new_redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"authbridge-test:{os.getpid()}:{secrets.token_hex(6)}:"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    require_redis()
+    prefix = new_redis_prefix()
+    try:
+        yield prefix
+    finally:
+        delete_redis_prefix(prefix)
+
+
+@pytest.fixture
+async def redis_ephemeral(redis_prefix: str) -> AsyncIterator[RedisEphemeral]:
+    """A started `RedisEphemeral` on this test's prefix."""
+    ephemeral = RedisEphemeral(REDIS_URL, prefix=redis_prefix)
+    await ephemeral.start()
+    try:
+        yield ephemeral
+    finally:
+        await ephemeral.aclose()
+
+
+class Ephemeral(Protocol):
+    """What the short-lived state's contract needs: a `SQLStore` or a `RedisEphemeral`."""
+
+    one_time: OneTimeStore
+    rate_limits: RateLimitStore
+    replay: ReplayStore
+
+    async def ping(self) -> None: ...
+
+    async def purge(self, now: float) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+def expires_by_ttl(state: object) -> bool:
+    """Whether ``state`` leaves deleting expired values to Redis (its ``purge`` counts 0)."""
+    return isinstance(state, RedisEphemeral)
+
+
+class EphemeralBackend:
+    """Opens started instances of one backend that share one state (a database, or a
+    Redis prefix), each with connections of its own; closes them all at the end."""
+
+    def __init__(self, name: str, target: str) -> None:
+        self.name = name
+        self.target = target
+        self._opened: list[Ephemeral] = []
+
+    async def open(self, **options: Any) -> Ephemeral:
+        """A started instance (``options``: of `SQLStore` or `RedisEphemeral`)."""
+        state: Ephemeral
+        if self.name == "redis":
+            state = RedisEphemeral(REDIS_URL, prefix=self.target, **options)
+            await state.start()  # type: ignore[attr-defined]
+        else:
+            store = SQLStore(self.target, migrate=not self._opened, **options)
+            await store.start()
+            state = store
+        self._opened.append(state)
+        return state
+
+    async def aclose(self) -> None:
+        while self._opened:
+            await self._opened.pop().aclose()
+
+
+@pytest.fixture(params=EPHEMERAL_BACKENDS)
+def _ephemeral_target(request: pytest.FixtureRequest) -> tuple[str, str]:
+    name = {"sqlite": "sqlite_store_url", "postgres": "postgres_store_url"}.get(
+        request.param, "redis_prefix"
+    )
+    target: str = request.getfixturevalue(name)
+    return request.param, target
+
+
+@pytest.fixture
+async def ephemeral_backend(
+    _ephemeral_target: tuple[str, str],
+) -> AsyncIterator[EphemeralBackend]:
+    """Instances of one backend sharing one state, once per backend (sqlite, postgres, redis)."""
+    backend = EphemeralBackend(*_ephemeral_target)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+@pytest.fixture
+async def ephemeral(ephemeral_backend: EphemeralBackend) -> Ephemeral:
+    """The short-lived state, started and empty, once per backend (sqlite, postgres, redis)."""
+    return await ephemeral_backend.open()
+
+
+@pytest.fixture
+async def composite_store(
+    postgres_store_url: str, redis_prefix: str
+) -> AsyncIterator[CompositeStore]:
+    """A started `CompositeStore`: PostgreSQL (emptied) and Redis (this test's prefix)."""
+    store = CompositeStore(
+        SQLStore(postgres_store_url), RedisEphemeral(REDIS_URL, prefix=redis_prefix)
+    )
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.aclose()

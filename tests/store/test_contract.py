@@ -1,7 +1,10 @@
-"""The store contract: every method of every aggregate, on SQLite and on PostgreSQL.
+"""The store contract: every method of every aggregate, on SQLite and on PostgreSQL,
+and the short-lived state's (one-time values, rate limits, replay records) on Redis too.
 
 The ``store`` fixture runs each test once per backend on a real database
-(a SQLite file; a PostgreSQL database on 127.0.0.1:5432).
+(a SQLite file; a PostgreSQL database on 127.0.0.1:5432); ``ephemeral`` once
+per backend of the short-lived state (the same two, and a Redis key prefix
+of the test's own on 127.0.0.1:6379).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from authbridge.store import (
     Store,
     UserRecord,
 )
+from store_support import Ephemeral, expires_by_ttl
 
 NOW = 1_900_000_000.25
 
@@ -399,59 +403,89 @@ async def test_keys_retire_revoke_delete_once(store: SQLStore) -> None:
     assert await store.keys.list() == []
 
 
+def purged(ephemeral: Ephemeral, rows: int) -> int:
+    """What ``purge`` counts: the rows deleted in SQL, 0 in Redis (keys expire by their TTL)."""
+    return 0 if expires_by_ttl(ephemeral) else rows
+
+
 # --- one-time values --------------------------------------------------------------------------
 
 
-async def test_one_time_put_take_once(store: SQLStore) -> None:
+async def test_one_time_put_take_once(ephemeral: Ephemeral) -> None:
     value = bytes(range(256))
-    await store.one_time.put("code", "k1", value, expires_at=NOW + 60)
-    await store.one_time.put("relay", "k1", b"other kind", expires_at=NOW + 60)
+    await ephemeral.one_time.put("code", "k1", value, expires_at=NOW + 60)
+    await ephemeral.one_time.put("relay", "k1", b"other kind", expires_at=NOW + 60)
     with pytest.raises(Conflict):
-        await store.one_time.put("code", "k1", b"again", expires_at=NOW + 60)
-    assert await store.one_time.take("code", "k1", now=NOW) == value
-    assert await store.one_time.take("code", "k1", now=NOW) is None
-    assert await store.one_time.take("relay", "k1", now=NOW) == b"other kind"
-    assert await store.one_time.take("code", "never", now=NOW) is None
+        await ephemeral.one_time.put("code", "k1", b"again", expires_at=NOW + 60)
+    assert await ephemeral.one_time.take("code", "k1", now=NOW) == value
+    assert await ephemeral.one_time.take("code", "k1", now=NOW) is None
+    assert await ephemeral.one_time.take("relay", "k1", now=NOW) == b"other kind"
+    assert await ephemeral.one_time.take("code", "never", now=NOW) is None
 
 
-async def test_one_time_expired_is_not_taken_and_purged(store: SQLStore) -> None:
-    await store.one_time.put("code", "old", b"v", expires_at=NOW)
-    await store.one_time.put("code", "new", b"w", expires_at=NOW + 10)
-    assert await store.one_time.take("code", "old", now=NOW) is None  # expiry is exclusive
-    assert await store.one_time.purge(NOW + 1) == 1
-    assert await store.one_time.purge(NOW + 1) == 0
-    assert await store.one_time.take("code", "new", now=NOW + 1) == b"w"
+async def test_one_time_expired_is_not_taken_and_purged(ephemeral: Ephemeral) -> None:
+    await ephemeral.one_time.put("code", "old", b"v", expires_at=NOW)
+    await ephemeral.one_time.put("code", "new", b"w", expires_at=NOW + 10)
+    assert await ephemeral.one_time.take("code", "old", now=NOW) is None  # expiry is exclusive
+    assert await ephemeral.one_time.purge(NOW + 1) == purged(ephemeral, 1)
+    assert await ephemeral.one_time.purge(NOW + 1) == 0
+    assert await ephemeral.one_time.take("code", "new", now=NOW + 1) == b"w"
+
+
+async def test_one_time_values_are_bytes_as_given(ephemeral: Ephemeral) -> None:
+    values = {"empty": b"", "bars": b"|1|2|", "nul": b"\x00" * 3, "big": bytes(64 * 1024)}
+    for key, value in values.items():
+        await ephemeral.one_time.put("code", key, value, expires_at=NOW + 0.001)
+    for key, value in values.items():
+        taken = await ephemeral.one_time.take("code", key, now=NOW)
+        assert type(taken) is bytes
+        assert taken == value
+    await ephemeral.one_time.put("code", "late", b"v", expires_at=NOW + 0.001)
+    assert await ephemeral.one_time.take("code", "late", now=NOW + 0.001) is None
+
+
+async def test_the_three_aggregates_keep_to_themselves(ephemeral: Ephemeral) -> None:
+    await ephemeral.one_time.put("a", "same", b"one-time", expires_at=NOW + 60)
+    assert await ephemeral.replay.first_use("same", expires_at=NOW + 60, now=NOW) is True
+    assert await ephemeral.rate_limits.hit("same", window=60, now=NOW) == (1, NOW + 60)
+    assert await ephemeral.one_time.take("b", "same", now=NOW) is None
+    assert await ephemeral.one_time.take("a", "same", now=NOW) == b"one-time"
+    assert await ephemeral.replay.seen("same", now=NOW) is True
+    await ephemeral.rate_limits.reset("same")
+    assert await ephemeral.replay.seen("same", now=NOW) is True
+    await ephemeral.ping()
+    assert await ephemeral.purge(NOW) == 0
 
 
 # --- rate limits ------------------------------------------------------------------------------
 
 
-async def test_rate_limit_windows(store: SQLStore) -> None:
-    assert await store.rate_limits.peek("ip:1", now=NOW) == (0, NOW)
-    assert await store.rate_limits.hit("ip:1", window=60, now=NOW) == (1, NOW + 60)
-    assert await store.rate_limits.hit("ip:1", window=60, now=NOW + 30, cost=3) == (4, NOW + 60)
-    assert await store.rate_limits.peek("ip:1", now=NOW + 59) == (4, NOW + 60)
-    assert await store.rate_limits.hit("ip:2", window=10, now=NOW) == (1, NOW + 10)
+async def test_rate_limit_windows(ephemeral: Ephemeral) -> None:
+    assert await ephemeral.rate_limits.peek("ip:1", now=NOW) == (0, NOW)
+    assert await ephemeral.rate_limits.hit("ip:1", window=60, now=NOW) == (1, NOW + 60)
+    assert await ephemeral.rate_limits.hit("ip:1", window=60, now=NOW + 30, cost=3) == (4, NOW + 60)
+    assert await ephemeral.rate_limits.peek("ip:1", now=NOW + 59) == (4, NOW + 60)
+    assert await ephemeral.rate_limits.hit("ip:2", window=10, now=NOW) == (1, NOW + 10)
     # the window ends: a new one starts at the next hit
-    assert await store.rate_limits.peek("ip:1", now=NOW + 60) == (0, NOW + 60)
-    assert await store.rate_limits.hit("ip:1", window=60, now=NOW + 61) == (1, NOW + 121)
-    await store.rate_limits.reset("ip:1")
-    assert await store.rate_limits.peek("ip:1", now=NOW + 61) == (0, NOW + 61)
-    await store.rate_limits.reset("never")
-    assert await store.rate_limits.purge(NOW + 10) == 1  # ip:2
-    assert await store.rate_limits.purge(NOW + 10) == 0
+    assert await ephemeral.rate_limits.peek("ip:1", now=NOW + 60) == (0, NOW + 60)
+    assert await ephemeral.rate_limits.hit("ip:1", window=60, now=NOW + 61) == (1, NOW + 121)
+    await ephemeral.rate_limits.reset("ip:1")
+    assert await ephemeral.rate_limits.peek("ip:1", now=NOW + 61) == (0, NOW + 61)
+    await ephemeral.rate_limits.reset("never")
+    assert await ephemeral.rate_limits.purge(NOW + 10) == purged(ephemeral, 1)  # ip:2
+    assert await ephemeral.rate_limits.purge(NOW + 10) == 0
     with pytest.raises(ValueError, match="window"):
-        await store.rate_limits.hit("ip:1", window=0, now=NOW)
+        await ephemeral.rate_limits.hit("ip:1", window=0, now=NOW)
 
 
-async def test_rate_limit_negative_cost_gives_attempts_back(store: SQLStore) -> None:
-    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=3) == (3, NOW + 60)
-    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=-2) == (1, NOW + 60)
-    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=-5) == (0, NOW + 60)
-    assert await store.rate_limits.hit("acct", window=60, now=NOW, cost=1) == (1, NOW + 60)
+async def test_rate_limit_negative_cost_gives_attempts_back(ephemeral: Ephemeral) -> None:
+    assert await ephemeral.rate_limits.hit("acct", window=60, now=NOW, cost=3) == (3, NOW + 60)
+    assert await ephemeral.rate_limits.hit("acct", window=60, now=NOW, cost=-2) == (1, NOW + 60)
+    assert await ephemeral.rate_limits.hit("acct", window=60, now=NOW, cost=-5) == (0, NOW + 60)
+    assert await ephemeral.rate_limits.hit("acct", window=60, now=NOW, cost=1) == (1, NOW + 60)
     # a give-back as the first hit (or in a new window) starts at 0
-    assert await store.rate_limits.hit("fresh", window=60, now=NOW, cost=-1) == (0, NOW + 60)
-    assert await store.rate_limits.hit("acct", window=60, now=NOW + 60, cost=-1) == (
+    assert await ephemeral.rate_limits.hit("fresh", window=60, now=NOW, cost=-1) == (0, NOW + 60)
+    assert await ephemeral.rate_limits.hit("acct", window=60, now=NOW + 60, cost=-1) == (
         0,
         NOW + 120,
     )
@@ -460,18 +494,18 @@ async def test_rate_limit_negative_cost_gives_attempts_back(store: SQLStore) -> 
 # --- replay cache -----------------------------------------------------------------------------
 
 
-async def test_replay_first_use_until_expiry(store: SQLStore) -> None:
-    assert await store.replay.seen("jti-1", now=NOW) is False
-    assert await store.replay.first_use("jti-1", expires_at=NOW + 60, now=NOW) is True
-    assert await store.replay.first_use("jti-1", expires_at=NOW + 600, now=NOW + 1) is False
-    assert await store.replay.seen("jti-1", now=NOW + 59) is True
+async def test_replay_first_use_until_expiry(ephemeral: Ephemeral) -> None:
+    assert await ephemeral.replay.seen("jti-1", now=NOW) is False
+    assert await ephemeral.replay.first_use("jti-1", expires_at=NOW + 60, now=NOW) is True
+    assert await ephemeral.replay.first_use("jti-1", expires_at=NOW + 600, now=NOW + 1) is False
+    assert await ephemeral.replay.seen("jti-1", now=NOW + 59) is True
     # an expired record counts as absent, and is replaced with the new expiry
-    assert await store.replay.seen("jti-1", now=NOW + 60) is False
-    assert await store.replay.first_use("jti-1", expires_at=NOW + 200, now=NOW + 60) is True
-    assert await store.replay.first_use("jti-1", expires_at=NOW + 300, now=NOW + 199) is False
-    assert await store.replay.first_use("jti-2", expires_at=NOW + 10, now=NOW) is True
-    assert await store.replay.purge(NOW + 100) == 1
-    assert await store.replay.seen("jti-1", now=NOW + 100) is True
+    assert await ephemeral.replay.seen("jti-1", now=NOW + 60) is False
+    assert await ephemeral.replay.first_use("jti-1", expires_at=NOW + 200, now=NOW + 60) is True
+    assert await ephemeral.replay.first_use("jti-1", expires_at=NOW + 300, now=NOW + 199) is False
+    assert await ephemeral.replay.first_use("jti-2", expires_at=NOW + 10, now=NOW) is True
+    assert await ephemeral.replay.purge(NOW + 100) == purged(ephemeral, 1)
+    assert await ephemeral.replay.seen("jti-1", now=NOW + 100) is True
 
 
 # --- the whole store --------------------------------------------------------------------------

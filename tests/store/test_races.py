@@ -1,19 +1,23 @@
 """Races decided by the store, with real concurrency: many calls in flight on one database.
 
 Every call of a race runs on its own connection (each store has a pool), on
-SQLite and PostgreSQL; a second store object on the same database stands for
-a second instance. Several processes on one SQLite file are in
-test_processes.py.
+SQLite and PostgreSQL, and, for the short-lived state (takes, first uses,
+hits, puts), on Redis too; a second store object on the same database (or
+Redis prefix), with a pool of its own, stands for a second instance. Several
+processes on one SQLite file are in test_processes.py, on one Redis in
+test_redis_processes.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from authbridge.store import RefreshFamily, RefreshTokenRecord, SQLStore
+from store_support import Ephemeral, EphemeralBackend
 
 NOW = 1_900_000_000.0
 CALLS = 40
@@ -30,7 +34,23 @@ async def second(store_url: str, store: SQLStore) -> AsyncIterator[SQLStore]:
         await other.aclose()
 
 
-def both(store: SQLStore, second: SQLStore, index: int) -> SQLStore:
+@pytest.fixture
+async def second_ephemeral(ephemeral_backend: EphemeralBackend, ephemeral: Ephemeral) -> Ephemeral:
+    """Another instance of the short-lived state (``ephemeral`` opened first: the schema exists).
+
+    Both pools are filled first: the calls of a race then go out at once, each
+    on its own open connection (a take that read, then deleted, would be given
+    to every caller here).
+    """
+    if ephemeral_backend.name == "redis":
+        other = await ephemeral_backend.open()
+    else:
+        other = await ephemeral_backend.open(pool_size=20)
+    await asyncio.gather(*(state.ping() for state in (ephemeral, other) for _ in range(CALLS // 2)))
+    return other
+
+
+def both(store: Any, second: Any, index: int) -> Any:
     return store if index % 2 else second
 
 
@@ -51,12 +71,14 @@ async def new_family(store: SQLStore, family_id: str = "f") -> None:
     )
 
 
-async def test_concurrent_take_gives_the_value_once(store: SQLStore, second: SQLStore) -> None:
+async def test_concurrent_take_gives_the_value_once(
+    ephemeral: Ephemeral, second_ephemeral: Ephemeral
+) -> None:
     for round_ in range(3):
-        await store.one_time.put("code", f"c{round_}", b"secret value", expires_at=NOW + 60)
+        await ephemeral.one_time.put("code", f"c{round_}", b"secret value", expires_at=NOW + 60)
         results = await asyncio.gather(
             *(
-                both(store, second, i).one_time.take("code", f"c{round_}", now=NOW)
+                both(ephemeral, second_ephemeral, i).one_time.take("code", f"c{round_}", now=NOW)
                 for i in range(CALLS)
             )
         )
@@ -137,10 +159,14 @@ async def test_advance_and_revoke_race(store: SQLStore, second: SQLStore) -> Non
     )
 
 
-async def test_concurrent_first_use_has_one_winner(store: SQLStore, second: SQLStore) -> None:
+async def test_concurrent_first_use_has_one_winner(
+    ephemeral: Ephemeral, second_ephemeral: Ephemeral
+) -> None:
     results = await asyncio.gather(
         *(
-            both(store, second, i).replay.first_use("jti", expires_at=NOW + 60, now=NOW)
+            both(ephemeral, second_ephemeral, i).replay.first_use(
+                "jti", expires_at=NOW + 60, now=NOW
+            )
             for i in range(CALLS)
         )
     )
@@ -148,17 +174,21 @@ async def test_concurrent_first_use_has_one_winner(store: SQLStore, second: SQLS
     # an expired record replaced by many at once: still one winner
     results = await asyncio.gather(
         *(
-            both(store, second, i).replay.first_use("jti", expires_at=NOW + 600, now=NOW + 61)
+            both(ephemeral, second_ephemeral, i).replay.first_use(
+                "jti", expires_at=NOW + 600, now=NOW + 61
+            )
             for i in range(CALLS)
         )
     )
     assert results.count(True) == 1
 
 
-async def test_concurrent_hits_count_exactly(store: SQLStore, second: SQLStore) -> None:
+async def test_concurrent_hits_count_exactly(
+    ephemeral: Ephemeral, second_ephemeral: Ephemeral
+) -> None:
     results = await asyncio.gather(
         *(
-            both(store, second, i).rate_limits.hit(
+            both(ephemeral, second_ephemeral, i).rate_limits.hit(
                 "login:alice", window=60, now=NOW, cost=1 + i % 2
             )
             for i in range(CALLS)
@@ -169,13 +199,17 @@ async def test_concurrent_hits_count_exactly(store: SQLStore, second: SQLStore) 
     assert counts[-1] == total
     assert len(set(counts)) == CALLS  # every hit saw its own count
     assert {end for _, end in results} == {NOW + 60}
-    assert await store.rate_limits.peek("login:alice", now=NOW) == (total, NOW + 60)
+    assert await ephemeral.rate_limits.peek("login:alice", now=NOW) == (total, NOW + 60)
 
 
-async def test_concurrent_puts_of_one_key_one_succeeds(store: SQLStore, second: SQLStore) -> None:
+async def test_concurrent_puts_of_one_key_one_succeeds(
+    ephemeral: Ephemeral, second_ephemeral: Ephemeral
+) -> None:
     results = await asyncio.gather(
         *(
-            both(store, second, i).one_time.put("code", "same", b"%d" % i, expires_at=NOW + 9)
+            both(ephemeral, second_ephemeral, i).one_time.put(
+                "code", "same", b"%d" % i, expires_at=NOW + 9
+            )
             for i in range(20)
         ),
         return_exceptions=True,
