@@ -25,6 +25,8 @@ never repeating its value.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -179,9 +181,8 @@ class AuthBridgeSettings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_file=None,
         env_ignore_empty=True,
-        extra="forbid",
+        extra="ignore",  # other variables of the app's .env file; ours are checked
         hide_input_in_errors=True,
-        populate_by_name=True,
         frozen=True,
     )
 
@@ -222,6 +223,17 @@ class AuthBridgeSettings(BaseSettings):
     login_title: str = Field("Log in", min_length=1, max_length=200)
 
     def __init__(self, **values: Any) -> None:
+        unknown = sorted(n for n in values if not n.startswith("_") and n not in _FIELDS)
+        if unknown:
+            raise ConfigurationError(
+                "invalid_settings", message=f"{unknown[0]}: not a setting of AuthBridgeSettings"
+            )
+        if "store_url" in values:  # the field's name, as for every other setting
+            values[STORE_VARIABLE] = values.pop("store_url")
+        _refuse_unknown_variables(
+            [name for name in os.environ if name.upper() == "AUTHBRIDGE_STORE_URL"],
+            _env_files(values.get("_env_file")),
+        )
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -451,6 +463,48 @@ class AuthBridgeSettings(BaseSettings):
         }
         arguments.update(overrides)
         return LoginSettings(**arguments)
+
+
+_FIELDS = frozenset(AuthBridgeSettings.model_fields)
+_VARIABLES = frozenset(_variable(name) for name in _FIELDS)
+
+
+def _env_files(given: Any) -> list[Path]:
+    """The ``.env`` files passed as ``_env_file`` (one path or several)."""
+    if given is None:
+        return []
+    paths = [given] if isinstance(given, str | os.PathLike) else list(given)
+    return [Path(p).expanduser() for p in paths if Path(p).expanduser().is_file()]
+
+
+def _refuse_unknown_variables(environment: list[str], files: list[Path]) -> None:
+    """Refuse ``AUTHBRIDGE_*`` names that are not settings, rather than ignore them.
+
+    In the environment, only ``AUTHBRIDGE_STORE_URL`` (other tools have variables of
+    their own under the prefix): one variable for the app and the command line, or
+    ``authbridge db upgrade`` and the app would use different stores. In a ``.env``
+    file passed here, every name under the prefix must be a setting.
+    """
+    from dotenv import dotenv_values  # noqa: PLC0415 - a dependency of pydantic-settings
+
+    found = [(name, "the environment") for name in environment]
+    for path in files:
+        found += [
+            (name, path.name)
+            for name in dotenv_values(path)
+            if name.upper().startswith(ENV_PREFIX) and name.upper() not in _VARIABLES
+        ]
+    if not found:
+        return
+    name, where = found[0]
+    hint = (
+        f": the store's URL is {STORE_VARIABLE}, the variable the command line reads too"
+        if name.upper() == "AUTHBRIDGE_STORE_URL"
+        else ""
+    )
+    raise ConfigurationError(
+        "invalid_settings", message=f"{name} (in {where}) is not a setting{hint}"
+    )
 
 
 def _split_keks(value: SecretStr | None) -> tuple[str, ...]:
