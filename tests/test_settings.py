@@ -492,6 +492,33 @@ def test_store_is_a_sql_store_with_the_pool_size(tmp_path: Path) -> None:
     assert store._db.engine.pool.size() == 3  # type: ignore[attr-defined]
 
 
+def test_store_with_redis_keeps_durable_records_in_sql(tmp_path: Path) -> None:
+    from authbridge.store._composite import CompositeStore  # noqa: PLC0415
+    from authbridge.store._redis import RedisEphemeral  # noqa: PLC0415
+
+    settings = AuthBridgeSettings(
+        store_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
+        store_pool_size=4,
+        redis_url=f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0",
+        redis_prefix="shop:",
+        migrate=False,
+    )
+    store = settings.store()
+    assert isinstance(store, CompositeStore)
+    assert isinstance(store.durable, SQLStore)
+    assert store.durable.migrate is False
+    assert isinstance(store.ephemeral, RedisEphemeral)
+    assert store.ephemeral.prefix == "shop:"
+    assert REDIS_PASSWORD not in repr(store)
+    assert settings.app_issuer(issuer=ISSUER).store.durable.migrate is False  # type: ignore[union-attr]
+
+
+def test_a_redis_prefix_is_at_most_128_bytes() -> None:
+    assert AuthBridgeSettings(redis_prefix="é" * 64).redis_prefix == "é" * 64
+    with pytest.raises(ConfigurationError, match="AUTHBRIDGE_REDIS_PREFIX: at most 128 bytes"):
+        AuthBridgeSettings(redis_prefix="é" * 65)
+
+
 async def test_the_issuer_of_the_settings_starts_on_its_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -507,6 +534,8 @@ async def test_the_issuer_of_the_settings_starts_on_its_store(
     with pytest.raises(ConfigurationError, match="authbridge db upgrade"):
         async with refused:
             pass
+    assert refused.issuer is not None
+    await refused.issuer.store.aclose()  # a refused start leaves the store's pool open
     monkeypatch.setenv("AUTHBRIDGE_MIGRATE", "true")
     auth = AuthBridge(providers=[], issuer=AuthBridgeSettings().app_issuer())
     async with auth:

@@ -190,7 +190,7 @@ class AuthBridgeSettings(BaseSettings):
     store_url: str = Field(DEFAULT_STORE_URL, validation_alias=STORE_VARIABLE)
     store_pool_size: int = Field(10, ge=1, le=1000)
     redis_url: str | None = None
-    redis_prefix: str = Field("authbridge:", min_length=1, max_length=100)
+    redis_prefix: str = Field("authbridge:", min_length=1)
     key_encryption_key: SecretStr | None = None
     migrate: bool = True
     development: bool | None = None
@@ -290,6 +290,13 @@ class AuthBridgeSettings(BaseSettings):
             raise ValueError("a Redis URL is redis://HOST:6379/0, rediss://HOST/0 or unix://PATH")
         return value
 
+    @field_validator("redis_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if len(value.encode("utf-8")) > 128:
+            raise ValueError("at most 128 bytes")
+        return value
+
     @field_validator("key_encryption_key")
     @classmethod
     def _check_keks(cls, value: SecretStr | None) -> SecretStr | None:
@@ -374,7 +381,8 @@ class AuthBridgeSettings(BaseSettings):
             migrate: Whether ``start()`` upgrades the schema (`migrate` by default).
 
         Raises:
-            ConfigurationError: asyncpg or redis is not installed for the URL given.
+            ConfigurationError: ``store_needs_postgres_extra`` or
+                ``store_needs_redis_extra``: asyncpg or redis-py is not installed.
         """
         migrate = self.migrate if migrate is None else migrate
         return _open_store(
@@ -539,16 +547,7 @@ def _open_store(
 ) -> Store:
     """A SQL store of ``url``, with Redis for the short-lived state when ``redis`` is given."""
     from .store import SQLStore  # noqa: PLC0415 - keeps `import authbridge.settings` light
+    from .store._composite import open_store  # noqa: PLC0415
 
     durable = SQLStore(url, migrate=migrate, pool_size=pool_size)
-    if redis is None:
-        return durable
-    try:
-        from .store._composite import CompositeStore  # noqa: PLC0415
-        from .store._redis import RedisEphemeral  # noqa: PLC0415
-    except ImportError:
-        raise ConfigurationError(
-            "redis_not_available",
-            message="AUTHBRIDGE_REDIS_URL needs the redis extra: pip install 'authbridge[redis]'",
-        ) from None
-    return CompositeStore(durable, RedisEphemeral(redis, prefix=redis_prefix))
+    return open_store(durable, migrate=migrate, redis=redis, redis_prefix=redis_prefix)
