@@ -43,7 +43,9 @@ Redis (``redis://127.0.0.1:6379/0``; override with
   first such instance (what the one-time, rate-limit and replay contract runs
   on; on SQL it is a whole `SQLStore`);
 - ``composite_store``: a started `CompositeStore` of the PostgreSQL store and
-  a `RedisEphemeral` on ``redis_prefix``.
+  a `RedisEphemeral` on ``redis_prefix``;
+- ``private_redis``: a `PrivateRedis`, a redis-server of the test's own on a
+  free port (to kill, stall and restart; the shared server is never touched).
 
 A Redis that cannot be reached skips these with a message saying so, unless
 ``AUTHBRIDGE_REQUIRE_POSTGRES=1`` (which CI sets: it means "require the
@@ -58,7 +60,11 @@ import asyncio
 import functools
 import os
 import secrets
+import shutil
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -463,3 +469,82 @@ async def composite_store(
         yield store
     finally:
         await store.aclose()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port (no persistence), to stop,
+    stall and restart; never the shared one. Killed by its PID."""
+
+    def __init__(self, directory: Path, *, password: str | None = None) -> None:
+        import socket  # noqa: PLC0415
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.directory = directory
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its URL, with the password when it has one."""
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it (on the same port every time) and wait until it answers."""
+        import redis  # noqa: PLC0415
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        arguments = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        arguments += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        arguments += ["--logfile", str(self.directory / "redis.log")]
+        if self.password:
+            arguments += ["--requirepass", self.password]
+        self.process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """Kill it (SIGKILL, by PID) and wait until it is gone."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGCONT)  # a stalled one dies too
+                self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stall(self) -> None:
+        """Stop it answering (SIGSTOP): connections stay open, replies never come."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a stalled server go on (SIGCONT)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A started redis-server of this test's own (killed afterwards)."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
