@@ -5,8 +5,9 @@ Added to the document once (not per request, not as sub-dependencies):
 - the Swagger login schemes, as *alternatives* (separate requirement objects:
   OR) of the pasted-token scheme wherever that one is required;
 - an empty requirement (``{}``) where the token is optional;
-- the refusals a client must expect: 401 and, with scopes, 403, with the RFC
-  6750 ``WWW-Authenticate`` header, and 503 with ``Retry-After``;
+- the refusals a client must expect: 401 and, with scopes (or where delegated
+  tokens are refused: ``direct_principal``), 403, with the RFC 6750
+  ``WWW-Authenticate`` header, and 503 with ``Retry-After``;
 - the scopes each operation requires, in its description.
 
 Every step is idempotent: the document may be rebuilt.
@@ -15,7 +16,7 @@ Every step is idempotent: the document may be rebuilt.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 REFUSAL_SCHEMA_NAME = "AuthRefusal"
@@ -43,17 +44,23 @@ def _body(ref: str | None) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+DELEGATED_REFUSED = (
+    "A delegated token (one with an `act` claim: someone acting for the user) is not accepted here"
+)
+
+
 def _code(value: str) -> str:
     return f"`{value}`"
 
 
 def refusal_responses(
-    scopes: list[str], *, optional: bool, body_ref: str | None = None
+    scopes: list[str], *, optional: bool, body_ref: str | None = None, direct: bool = False
 ) -> dict[str, dict[str, Any]]:
     """The 401 / 403 / 503 response objects of an operation requiring ``scopes``.
 
     ``body_ref`` points at `REFUSAL_SCHEMA` in the document; the schema is
-    inlined without one.
+    inlined without one. ``direct``: the operation refuses delegated tokens
+    (``direct_principal``), a 403 too.
     """
     unauthorized = (
         "The access token is invalid or expired"
@@ -85,17 +92,24 @@ def refusal_responses(
             "content": _body(body_ref),
         },
     }
+    reasons: list[str] = []
+    challenges: list[str] = []
     if scopes:
+        reasons.append("The token lacks a required scope: " + ", ".join(_code(s) for s in scopes))
+        challenges.append(
+            'RFC 6750 challenge: `Bearer error="insufficient_scope", scope="'
+            + " ".join(scopes)
+            + '"`'
+        )
+    if direct:
+        reasons.append(DELEGATED_REFUSED)
+        challenges.append("`Bearer` (no error code) for a delegated token")
+    if reasons:
         responses["403"] = {
-            "description": "The token lacks a required scope: "
-            + ", ".join(_code(s) for s in scopes),
+            "description": "; or ".join(reasons),
             "headers": {
                 "WWW-Authenticate": {
-                    "description": (
-                        'RFC 6750 challenge: `Bearer error="insufficient_scope", scope="'
-                        + " ".join(scopes)
-                        + '"`'
-                    ),
+                    "description": "; ".join(challenges),
                     "schema": {"type": "string"},
                 }
             },
@@ -120,6 +134,7 @@ def extend_document(
     scheme_name: str,
     alternatives: Mapping[str, dict[str, Any]],
     optional: Mapping[tuple[str, str], bool],
+    direct: Collection[tuple[str, str]] = frozenset(),
 ) -> None:
     """Add the alternatives, refusals and scopes to every operation requiring ``scheme_name``.
 
@@ -128,6 +143,7 @@ def extend_document(
         scheme_name: The pasted-token scheme of the `AuthBridge`.
         alternatives: Other schemes a client may use instead (Swagger login), by name.
         optional: ``(path, method)`` → whether the token is optional there.
+        direct: The ``(path, method)`` of operations refusing delegated tokens.
     """
     components = document.setdefault("components", {})
     schemes = components.setdefault("securitySchemes", {})
@@ -151,6 +167,7 @@ def extend_document(
                     others=others,
                     optional=optional.get((path, method), False),
                     body_ref=ref,
+                    direct=(path, method) in direct,
                 )
     if extended and ref is not None:
         schemas = components.setdefault("schemas", {})
@@ -164,6 +181,7 @@ def _extend_operation(
     others: Iterable[str],
     optional: bool,
     body_ref: str | None,
+    direct: bool,
 ) -> bool:
     security: list[dict[str, list[str]]] = operation["security"]
     ours = [r[scheme_name] for r in security if len(r) == 1 and scheme_name in r]
@@ -181,7 +199,7 @@ def _extend_operation(
     if optional and {} not in security:
         security.append({})
     responses = operation.setdefault("responses", {})
-    refusals = refusal_responses(scopes, optional=optional, body_ref=body_ref)
+    refusals = refusal_responses(scopes, optional=optional, body_ref=body_ref, direct=direct)
     for status, response in refusals.items():
         responses.setdefault(status, response)
     sentence = scopes_sentence(scopes, optional=optional)

@@ -40,10 +40,21 @@ logger = logging.getLogger("authbridge.fastapi")
 _SCHEME = re.compile(r"(\S+)(\s*)")
 _SPACES = frozenset(" \t")
 
+
+class DelegatedTokenRefused(AuthBridgeError):
+    """A delegated token (someone acting for its subject) on a route for the subject alone.
+
+    Raised by `DirectPrincipalDependency`: 403, reason ``delegated_token_refused``.
+    """
+
+    code = "delegated_token_refused"
+
+
 _MESSAGES = {
     MissingToken.code: "Not authenticated",
     InvalidToken.code: "Invalid or expired access token",
     InsufficientScope.code: "Insufficient scope",
+    DelegatedTokenRefused.code: "Delegated tokens are not accepted here",
 }
 _UNAVAILABLE = "Authentication temporarily unavailable"
 _WS_REASON_BYTES = 123  # RFC 6455 §5.5: a close frame's reason fits in 123 bytes
@@ -92,7 +103,8 @@ class PrincipalDependency(SecurityBase):
         metadata = self.bridge.resource_metadata_url
         if metadata:
             params.append(f"resource_metadata={_quote(metadata)}")
-        if error is not None and not isinstance(error, MissingToken):
+        # RFC 6750 has no error code for a delegated token: the 403 and its body say it.
+        if error is not None and not isinstance(error, MissingToken | DelegatedTokenRefused):
             params.append(f"error={_quote(error.code)}")
             params.append(f"error_description={_quote(_MESSAGES[error.code])}")
             if isinstance(error, InsufficientScope):
@@ -183,6 +195,8 @@ class PrincipalDependency(SecurityBase):
         websocket = connection.scope["type"] == "websocket"
         if isinstance(error, InsufficientScope):
             _check_route_scopes(connection)
+            code = status.HTTP_403_FORBIDDEN
+        elif isinstance(error, DelegatedTokenRefused):
             code = status.HTTP_403_FORBIDDEN
         elif isinstance(error, MissingToken | InvalidToken):
             code = status.HTTP_401_UNAUTHORIZED
@@ -307,3 +321,36 @@ class ActivePrincipalDependency(PrincipalDependency):
 
     def _verifier(self) -> Callable[[str], Awaitable[Principal]]:
         return self.bridge.resource_server.verify_active
+
+
+class DirectPrincipalDependency(PrincipalDependency):
+    """Like `PrincipalDependency`, for routes only the subject may call: no delegated token.
+
+    A token carrying an RFC 8693 ``act`` claim (``Principal.actors``: a robot
+    or service acting for the user) is refused with 403 (reason
+    ``delegated_token_refused``; the ``WWW-Authenticate: Bearer`` challenge
+    carries no error code, RFC 6750 defining none for it), before the scopes
+    are checked. The user's own tokens and browser sessions pass. For routes
+    such as changing a password or handing out delegations.
+    """
+
+    attribute_name = "direct_principal"
+
+    async def __call__(
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
+    ) -> Principal:
+        required = security_scopes.scopes
+        try:
+            principal = await self._verify(self._token(connection))
+        except MissingToken as exc:
+            principal = await self._session(connection, exc, required)
+        except AuthBridgeError as exc:
+            self._fail(connection, exc, required)
+        if principal.actors:
+            refused = DelegatedTokenRefused("delegated_token_refused", provider=principal.provider)
+            # The actors are token-supplied: bounded like every other detail.
+            refused.detail = bounded_detail({"actors": list(principal.actors)})
+            self._fail(connection, refused, required)
+        if required and not principal.scopes.issuperset(required):
+            self._fail(connection, _insufficient(required, principal), required)
+        return principal
