@@ -33,6 +33,7 @@ from ._bridge_checks import (
     warn_explaining,
 )
 from ._browser_login import BrowserLogin, bind_login, install_login
+from ._delegation_routes import add_schemas, install_delegations
 from ._docs import swagger_ui_router
 from ._issuer import IssuerEndpoints
 from ._openapi import extend_document
@@ -49,6 +50,7 @@ from ._schemes import (
 )
 from ._security import (
     ActivePrincipalDependency,
+    DirectPrincipalDependency,
     OptionalPrincipalDependency,
     PrincipalDependency,
 )
@@ -60,6 +62,20 @@ logger = logging.getLogger("authbridge.fastapi")
 
 SWAGGER_CLIENT_ID = "swagger-ui"
 """The built-in public client Swagger UI logs in with at the app's own issuer."""
+
+
+def _delegation_options(
+    install: bool, scope: str | None, issuer: AppIssuer | None
+) -> tuple[bool, str | None]:
+    if scope is not None and (issuer is None or scope not in issuer.scopes):
+        raise ConfigurationError(
+            "unknown_delegations_scope",
+            message=(
+                f"AuthBridge(delegations_scope={scope!r}) must name a scope of "
+                "issuer=AppIssuer(scopes=...): no token could hold it otherwise"
+            ),
+        )
+    return install and issuer is not None, scope
 
 
 class AuthBridge:
@@ -112,6 +128,13 @@ class AuthBridge:
             providers' callback, server-side sessions at ``/auth/*`` (the
             session cookie is accepted by `principal` when no bearer token
             is sent), and Swagger UI's ``AppLogin`` box.
+        delegations: With an ``issuer``, let users hand robots tokens that act
+            for them: `install` adds ``POST``/``GET /me/delegations`` and
+            ``DELETE /me/delegations/{id}`` (see [Robots and
+            delegation](delegation.md)). On by default; ``False`` leaves them out
+            (delegated tokens minted otherwise, by token exchange, still work).
+        delegations_scope: A scope of the issuer the caller of those routes must
+            hold; ``None``: any user of the app (its own token or a session).
 
     Example:
         ```python
@@ -143,7 +166,13 @@ class AuthBridge:
         scopes_supported: Sequence[str] | None = None,
         explain_refusals: bool = False,
         login: LoginSettings | None = None,
+        delegations: bool = True,
+        delegations_scope: str | None = None,
     ) -> None:
+        # Whether `install` adds the /me/delegations routes, and the scope they require.
+        self.delegations, self.delegations_scope = _delegation_options(
+            delegations, delegations_scope, issuer
+        )
         if scopes_supported is not None:
             require_scope_list(scopes_supported, "AuthBridge(scopes_supported=...)")
         sources: list[Provider] = [*providers]
@@ -223,6 +252,12 @@ class AuthBridge:
         )
         """Dependency: like `principal`, and the token must still be active at its
         provider (a revoked JWT is refused before its ``exp``): for high-value routes."""
+        self.direct_principal = DirectPrincipalDependency(
+            self, scheme_name=scheme_name, description=description
+        )
+        """Dependency: like `principal`, but a delegated token (``Principal.actors``
+        not empty: someone acting for the user) is refused with 403: for routes only
+        the user may call."""
 
     @property
     def issuer(self) -> IssuerRuntime | None:
@@ -247,12 +282,17 @@ class AuthBridge:
     def dependencies(self) -> dict[str, PrincipalDependency]:
         """Every FastAPI dependency of this bridge, by attribute name.
 
-        ``principal``, ``optional_principal`` and ``active_principal``; the test
-        kit's ``override_auth`` swaps them all at once.
+        ``principal``, ``optional_principal``, ``active_principal`` and
+        ``direct_principal``; the test kit's ``override_auth`` swaps them all at once.
         """
         return {
             d.attribute_name: d
-            for d in (self.principal, self.optional_principal, self.active_principal)
+            for d in (
+                self.principal,
+                self.optional_principal,
+                self.active_principal,
+                self.direct_principal,
+            )
         }
 
     def refusal_detail(self, error: AuthBridgeError, token: Callable[[], str]) -> dict[str, Any]:
@@ -357,14 +397,18 @@ class AuthBridge:
         issuer's schemes (`issuer_schemes`) as alternatives of the
         pasted token, an empty requirement where the token is optional, the
         401/403/503 responses with their ``WWW-Authenticate`` / ``Retry-After``
-        headers, and the required scopes in the description.
+        headers (a 403 also where `direct_principal` refuses delegated
+        tokens), the required scopes in the description, and the request
+        schema of the delegation routes.
         """
         extend_document(
             document,
             scheme_name=self.scheme_name,
             alternatives={**self.login_schemes(), **self.issuer_schemes()},
             optional=operation_usage(routes, self.dependencies.values()),
+            direct=operation_usage(routes, [self.direct_principal]).keys(),
         )
+        add_schemas(document)
 
     def docs_connect_origins(self, app: FastAPI | None = None) -> Iterator[str]:
         """Where the Swagger UI page may send requests besides its own origin.
@@ -522,6 +566,9 @@ class AuthBridge:
           callback, the ``/auth/*`` session routes and the pages' stylesheet;
           Swagger UI's client also gets the authorization code grant with
           ``<issuer origin><docs_url>/oauth2-redirect`` as its redirect URI.
+        - With an ``issuer`` (unless ``delegations=False``): the user's
+          delegations at ``/me/delegations`` (create, list, revoke), in the
+          OpenAPI document.
 
         Raises:
             ConfigurationError: FastAPI's own docs or ReDoc page is registered
@@ -539,6 +586,8 @@ class AuthBridge:
             if docs_url is not None:
                 self._add_swagger_client(endpoints.runtime, docs_url)
             endpoints.install(app)
+            if self.delegations:
+                install_delegations(app, self, endpoints)
         if self.browser_login is not None:
             install_login(app, self.browser_login)
             self.browser_login.endpoints.runtime.authorization_endpoint = True
