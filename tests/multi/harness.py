@@ -152,6 +152,12 @@ class Instance:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=STOP_TIMEOUT)
 
+    def terminate(self) -> None:
+        """SIGTERM by PID (uvicorn shuts down gracefully); `stop` waits for it."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         if self._socket is not None:
             self._socket.close()
@@ -220,6 +226,8 @@ class Cluster:
         return started
 
     def close(self) -> None:
+        for instance in self.instances.values():
+            instance.terminate()  # all at once, then wait for each
         for instance in self.instances.values():
             instance.stop()
         self._public.close()
