@@ -37,6 +37,12 @@ def _free_port() -> int:
 class Demo:
     base: str
     text: str
+    log_path: Path | None = None
+
+    def log(self) -> str:
+        """Everything the demo has printed and logged so far."""
+        assert self.log_path is not None
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def line(self, pattern: str) -> str:
         """The one printed command line matching ``pattern``."""
@@ -74,7 +80,7 @@ def running_demo(tmp_path: Path, *args: str) -> Iterator[Demo]:
             assert process.poll() is None, text
             assert time.monotonic() < deadline, text
             time.sleep(0.1)
-        yield Demo(f"http://127.0.0.1:{port}", text)
+        yield Demo(f"http://127.0.0.1:{port}", text, log)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -141,7 +147,7 @@ def test_every_printed_flow_works_and_a_rerun_resets_the_accounts(tmp_path: Path
             assert re.search(
                 rf"user {name} +password \S+ +scopes {' '.join(scopes)}$", demo.text, re.M
             )
-        assert f"Or open {base}/docs -> Authorize -> AppPassword" in demo.text
+        assert f"In Swagger UI: open {base}/docs -> Authorize -> AppPassword" in demo.text
 
         # The password grant, as printed: alice may read and write.
         login = curl(client, demo.line(r"grant_type=password .*username=alice"))
@@ -149,9 +155,9 @@ def test_every_printed_flow_works_and_a_rerun_resets_the_accounts(tmp_path: Path
         assert login.headers["cache-control"] == "no-store"
         body = login.json()
         assert body["token_type"] == "Bearer"
-        assert body["scope"] == "items:read items:write"
+        assert body["scope"] == "garage:open items:read items:write"
         access, refresh = body["access_token"], body["refresh_token"]
-        protected = demo.line(r"Bearer \$ACCESS_TOKEN")
+        protected = demo.line(r"Bearer \$ACCESS_TOKEN\" \S+/items")
         assert curl(client, protected, ACCESS_TOKEN=access).status_code == 200
         me = client.get(f"{base}/me", headers=_bearer(access)).json()
         assert (me["provider"], me["issuer"], me["client_id"]) == ("app", base, CLI_CLIENT)
@@ -161,7 +167,7 @@ def test_every_printed_flow_works_and_a_rerun_resets_the_accounts(tmp_path: Path
         assert client.get(f"{base}/admin", headers=_bearer(access)).status_code == 403
 
         # The refresh, as printed: new tokens, the access token works.
-        refresh_line = demo.line(r"grant_type=refresh_token")
+        refresh_line = demo.line(r"grant_type=refresh_token -d client_id=demo-cli")
         refreshed = curl(client, refresh_line, REFRESH_TOKEN=refresh)
         assert refreshed.status_code == 200, refreshed.text
         second = refreshed.json()
@@ -204,7 +210,12 @@ def test_every_printed_flow_works_and_a_rerun_resets_the_accounts(tmp_path: Path
         metadata = client.get(f"{base}/.well-known/oauth-authorization-server").json()
         assert metadata["issuer"] == base
         assert metadata["token_endpoint"] == f"{base}/oauth/token"
-        assert sorted(metadata["scopes_supported"]) == ["admin", "items:read", "items:write"]
+        assert sorted(metadata["scopes_supported"]) == [
+            "admin",
+            "garage:open",
+            "items:read",
+            "items:write",
+        ]
         old_password_line = demo.line(r"grant_type=password .*username=alice")
         old_machine_line = demo.line(r"grant_type=client_credentials")
         old_refresh = second["refresh_token"]
@@ -216,7 +227,9 @@ def test_every_printed_flow_works_and_a_rerun_resets_the_accounts(tmp_path: Path
         assert old_secret.status_code == 401
         assert old_secret.json()["error"] == "invalid_client"
         stale = curl(
-            client, again.line(r"grant_type=refresh_token"), REFRESH_TOKEN=old_refresh
+            client,
+            again.line(r"grant_type=refresh_token -d client_id=demo-cli"),
+            REFRESH_TOKEN=old_refresh,
         )  # the reset ended alice's refresh tokens
         assert stale.status_code == 400
         assert stale.json()["error"] == "invalid_grant"

@@ -224,7 +224,7 @@ def test_the_demo_page_logs_in_at_the_provider_and_with_a_password(tmp_path: Pat
         rejected = client.post(form.action, data={**form.fields, "username": "alice"})
         assert rejected.status_code == 400
         page = Page(browser.submit(form, username="alice", password=password_of(demo, "alice")))
-        assert whoami(page) == ("alice", "local password", "items:read items:write")
+        assert whoami(page) == ("alice", "local password", "garage:open items:read items:write")
         assert client.get(f"{base}/auth/session").json()["identities"] == []
 
 

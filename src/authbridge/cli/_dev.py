@@ -9,6 +9,7 @@ that either accepts, in any order.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -17,7 +18,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -29,6 +30,9 @@ from ..errors import ConfigurationError
 from ..metadata import check_issuer_url
 from ..testing import FakeIssuer, ServedFakeIssuer, sign_jwt
 from ._app import UNAVAILABLE, command, fail
+
+if TYPE_CHECKING:
+    from .._demo_accounts import DemoCredentials
 
 _MIN_BITS = 2048
 
@@ -300,6 +304,35 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres",
+            metavar="URL",
+            help="Run on this PostgreSQL database instead (postgresql://USER@HOST/DATABASE; "
+            "a database of its own: the demo's users and clients are created or reset "
+            "there, its signing keys kept unencrypted).",
+            show_default=False,
+        ),
+    ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            metavar="URL",
+            help="Keep the short-lived state (login transactions, codes, rate limits, replay "
+            "caches) in this Redis (redis://HOST:PORT/DB), as several instances would.",
+            show_default=False,
+        ),
+    ] = None,
+    redis_prefix: Annotated[
+        str,
+        typer.Option(
+            "--redis-prefix",
+            metavar="PREFIX",
+            help="Put before the demo's Redis key names (with --redis).",
+        ),
+    ] = "authbridge-demo:",
 ) -> None:
     """Run a demo API protected by authbridge, with an embedded test issuer.
 
@@ -308,25 +341,39 @@ def demo(
     client, robot, whose new passwords and secret are printed at each start.
     People log in too, with a local password or at the embedded test issuer
     (users carol and dave): from Swagger UI (Authorize, AppLogin), from the
-    page /demo (a session), or by exchanging a test issuer's token.
-    Prints ready-to-paste tokens and curl commands; Swagger UI is at /docs.
-    With --key-file (and a fixed --issuer-port), `authbridge mint` makes more
-    tokens the demo accepts.
+    page /demo (a session), or by exchanging a test issuer's token. alice
+    lets the client garage-robot open her garage for an hour: she mints it a
+    delegated token, which it renews with its own secret until she ends it.
+    Prints ready-to-paste tokens and curl commands for every flow, also shown
+    on the page /demo; Swagger UI is at /docs. With --postgres and --redis,
+    the same demo runs on those servers. With --key-file (and a fixed
+    --issuer-port), `authbridge mint` makes more tokens the demo accepts.
     """
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
     from .._demo import (  # noqa: PLC0415
         DEMO_AUDIENCE,
         DEMO_USERS,
+        LOGIN_CLIENT,
         DemoCredentials,
         create_demo_app,
+        demo_guide,
+        demo_store,
         demo_tokens,
-        login_lines,
-        own_token_lines,
-        prepare_demo_store,
+        guide_text,
     )
-    from ._stores import redacted, with_store  # noqa: PLC0415
+    from ._stores import redacted  # noqa: PLC0415
 
+    if postgres is not None:
+        if store is not None:
+            fail("error: give --store or --postgres, not both", UNAVAILABLE)
+        if urlsplit(postgres).scheme.split("+")[0] not in ("postgresql", "postgres"):
+            fail(
+                "error: --postgres takes a postgresql://USER@HOST/DATABASE URL, got "
+                f"{redacted(postgres)!r}",
+                UNAVAILABLE,
+            )
+        store = postgres
     key = load_or_create_key(key_file) if key_file is not None else None
     # Listen first: a taken port is reported before anything else happens.
     with ExitStack() as stack:
@@ -345,45 +392,83 @@ def demo(
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="authbridge-demo-"))
             store = f"sqlite+aiosqlite:///{Path(directory) / 'demo.db'}"
         credentials = DemoCredentials.generate()
+        _prepare_demo_store(store, redis, redis_prefix, credentials)
         try:
-            api, auth = create_demo_app(issuer, resource=base, store=store, credentials=credentials)
+            api, auth = create_demo_app(
+                issuer,
+                resource=base,
+                store=demo_store(store, redis=redis, redis_prefix=redis_prefix),
+                credentials=credentials,
+            )
         except ConfigurationError as exc:
             fail(f"error: {exc.message}", UNAVAILABLE)
-        with_store(store, lambda opened: prepare_demo_store(opened, credentials))
         tokens = demo_tokens(issuer)
         typer.echo(f"Embedded test issuer: {issuer.issuer} (discovery and JWKS)")
         typer.echo(f"Demo API:             {base}   Swagger UI: {base}/docs")
-        typer.echo(f"Its own issuer:       {base}   store: {redacted(store)}\n")
+        typer.echo(f"Every flow, and who is logged in: {base}/demo")
+        typer.echo(f"Its own issuer:       {base}   store: {redacted(store)}")
+        if redis is not None:
+            typer.echo(
+                f"Short-lived state:    {redacted(redis)}, keys {redis_prefix}* (login "
+                "transactions, codes, rate limits, replay caches)"
+            )
+        typer.echo("")
         for name, token in tokens.items():
             typer.echo(f"# {name}: scopes {' '.join(DEMO_USERS[name])} (valid 1 hour)")
             typer.echo(f"{name.upper()}_TOKEN={token}\n")
-        typer.echo("Try:")
-        typer.echo(f"  curl -i {base}/items                                        # 401")
-        typer.echo(f'  curl -i -H "Authorization: Bearer $READER_TOKEN" {base}/items   # 200')
-        post = f'curl -i -X POST "{base}/items?name=drill" -H "Authorization: Bearer'
-        typer.echo(f'  {post} $READER_TOKEN"   # 403')
-        typer.echo(f'  {post} $WRITER_TOKEN"   # 201')
-        typer.echo(f'  curl -i -H "Authorization: Bearer $ADMIN_TOKEN" {base}/me')
         if key_file is not None:
-            typer.echo("\nMore tokens (another subject, scopes, an expired one...):")
+            typer.echo("More tokens (another subject, scopes, an expired one...):")
             typer.echo(
                 f"  authbridge mint --key-file {key_file} --issuer {issuer.issuer} "
                 f"--audience {DEMO_AUDIENCE} --subject bob --scope items:write"
             )
         else:
-            typer.echo("\nFor more tokens, restart with --key-file dev-key.pem and use mint.")
+            typer.echo("For more tokens, restart with --key-file dev-key.pem and use mint.")
         runtime = auth.issuer
         assert runtime is not None  # noqa: S101 - created with a store
-        token_path = urlsplit(runtime.config.endpoint("token")).path
-        typer.echo("")
-        for line in own_token_lines(base, credentials, token_path=token_path):
-            typer.echo(line)
-        typer.echo("")
-        for line in login_lines(base, issuer, credentials, token_path=token_path):
+        carol = issuer.token(subject="carol", scopes=(), client_id=LOGIN_CLIENT, expires_in=3600)
+        sections = demo_guide(
+            base,
+            credentials,
+            token_path=urlsplit(runtime.config.endpoint("token")).path,
+            provider_issuer=issuer.issuer,
+            provider_token=carol,
+        )
+        for line in guide_text(sections):
             typer.echo(line)
         typer.echo(f"\nServing the demo API on {base} (Ctrl-C to stop)")
         config = uvicorn.Config(api, host=host, port=port, log_level="info")
         uvicorn.Server(config).run(sockets=[listener])
+
+
+def _prepare_demo_store(
+    url: str, redis: str | None, redis_prefix: str, credentials: DemoCredentials
+) -> None:
+    """Create or reset the demo's accounts; a clear message and exit 2 if a server is down.
+
+    With Redis, it is reached too, so that a wrong URL is said before anything
+    is printed.
+    """
+    from .._demo import demo_store, prepare_demo_store  # noqa: PLC0415
+    from ..errors import StoreUnavailable  # noqa: PLC0415
+    from ._stores import redacted  # noqa: PLC0415
+
+    where = redacted(url) if redis is None else f"{redacted(url)} (with {redacted(redis)})"
+
+    async def run() -> None:
+        store = demo_store(url, redis=redis, redis_prefix=redis_prefix)
+        try:  # closed even when only one of the two servers answered
+            await store.start()
+            await prepare_demo_store(store, credentials)
+        finally:
+            await store.aclose()
+
+    try:
+        asyncio.run(run())
+    except StoreUnavailable as exc:
+        fail(f"error: the store at {where} is unavailable ({exc.reason})", UNAVAILABLE)
+    except ConfigurationError as exc:
+        fail(f"error: {exc}", UNAVAILABLE)
 
 
 @command("version", "Print the installed authbridge version.")
