@@ -14,6 +14,8 @@ from ._authorize import (
     parse_authorize,
 )
 from ._config import TOKEN_EXCHANGE, AppIssuer, SigningAlgorithm
+from ._delegation import DelegationPolicy, DelegationRequest, Delegations
+from ._delegation_rules import MAX_ACT_DEPTH
 from ._errors import OAuthError
 from ._exchange import (
     ACCESS_TOKEN_TYPE,
@@ -27,10 +29,14 @@ __all__ = [
     "ACCESS_TOKEN_TYPE",
     "ID_TOKEN_TYPE",
     "JWT_TOKEN_TYPE",
+    "MAX_ACT_DEPTH",
     "TOKEN_EXCHANGE",
     "AppIssuer",
     "AuthorizeError",
     "AuthorizeRequest",
+    "DelegationPolicy",
+    "DelegationRequest",
+    "Delegations",
     "IssuerRuntime",
     "OAuthError",
     "SigningAlgorithm",

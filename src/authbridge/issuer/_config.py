@@ -15,6 +15,7 @@ from ..metadata import check_issuer_url
 from ..store import Store, UserDirectory
 
 if TYPE_CHECKING:
+    from ._delegation import DelegationPolicy
     from ._source import OwnTokenSource
 
 SigningAlgorithm = Literal["ES256", "RS256", "EdDSA"]
@@ -147,6 +148,21 @@ class AppIssuer:
             (``/oauth/authorize``, ``/oauth/token``, ``/oauth/revoke``,
             ``/oauth/introspect``, ``/oauth/jwks``, and ``/oauth/callback``
             where providers send the browser back after a login).
+        delegation_policy: Who may act for whom (RFC 8693 delegation), beyond
+            the defaults: called with a
+            [DelegationRequest][authbridge.issuer.DelegationRequest], it returns
+            (or resolves to) ``True`` to allow. Without it, a user may delegate
+            to any registered confidential client
+            ([Delegations.create][authbridge.issuer.Delegations.create]), and
+            token exchange of the app's own tokens allows only what an active
+            delegation of the user to that client covers. With it, the user's
+            delegations need its ``True`` too, and it may allow an exchange or
+            a chain that no delegation covers. Anything but ``True``, or an
+            exception, refuses.
+        delegation_max_ttl: Longest lifetime of a delegation, in seconds (one
+            day by default): a longer ``expires_in`` is shortened to it.
+        max_delegations_per_user: Active delegations one user may have at once;
+            creating one more is refused (``too_many_delegations``).
 
     Raises:
         ConfigurationError: on an inconsistent configuration.
@@ -195,6 +211,9 @@ class AppIssuer:
         max_waiting_hashes: int = 64,
         migrate: bool = True,
         path_prefix: str = "/oauth",
+        delegation_policy: DelegationPolicy | None = None,
+        delegation_max_ttl: float = 86400.0,
+        max_delegations_per_user: int = 50,
     ) -> None:
         check_issuer_url(issuer, provider=name)
         self.issuer = issuer
@@ -233,6 +252,7 @@ class AppIssuer:
             ("refresh_token_ttl", refresh_token_ttl),
             ("jwks_max_age", jwks_max_age),
             ("password_window", password_window),
+            ("delegation_max_ttl", delegation_max_ttl),
         ):
             if not value > 0:
                 raise ConfigurationError(
@@ -290,6 +310,19 @@ class AppIssuer:
                 message="path_prefix starts with '/' and does not end with one",
             )
         self.path_prefix = path_prefix
+        if delegation_policy is not None and not callable(delegation_policy):
+            raise ConfigurationError(
+                "invalid_delegation_policy",
+                message="delegation_policy is a function of a DelegationRequest, or None",
+            )
+        self.delegation_policy = delegation_policy
+        self.delegation_max_ttl = float(delegation_max_ttl)
+        if isinstance(max_delegations_per_user, bool) or max_delegations_per_user < 1:
+            raise ConfigurationError(
+                "invalid_max_delegations_per_user",
+                message="max_delegations_per_user is at least 1",
+            )
+        self.max_delegations_per_user = int(max_delegations_per_user)
 
     def __repr__(self) -> str:
         return f"AppIssuer({self.issuer!r}, name={self.name!r})"

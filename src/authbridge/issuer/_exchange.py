@@ -1,4 +1,4 @@
-"""RFC 8693 token exchange: a provider's token for the app's own tokens.
+"""RFC 8693 token exchange: a provider's token, or the app's own (delegation), for app tokens.
 
 A client (a SPA that logged in with Google, a mobile app with Apple's SDK)
 presents a token another provider issued to it; the app's tokens come back
@@ -9,13 +9,20 @@ token with the resource server, checks it was issued to one of the app's own
 client ids, and finds or creates the account. Without a resolver the grant is
 ``unsupported_grant_type``.
 
+A subject token whose ``iss`` is the app's own issuer is delegation instead: a
+robot acting for the token's user (``act``), decided by
+``_delegation_exchange`` (the token is verified there with the app's own
+token source, never handed to the resolver); only then may an
+``actor_token`` be sent.
+
 Refusals: a missing ``subject_token`` or ``subject_token_type``, a subject
 token type other than access token, ID token or JWT, a ``requested_token_type``
-other than an access token and any ``actor_token`` (delegation is not
-offered) are ``invalid_request``; so is a token the resolver refuses (RFC 8693
-§2.2.2: an invalid or unacceptable subject token is ``invalid_request``), with
-one fixed description (its reason goes to the log only); a provider that
-cannot be reached is 503 ``temporarily_unavailable``.
+other than an access token, ``act`` or ``may_act`` parameters (an actor is
+never named by the request) and, with a provider's token, any
+``actor_token`` are ``invalid_request``; so is a token the resolver refuses
+(RFC 8693 §2.2.2: an invalid or unacceptable subject token is
+``invalid_request``), with one fixed description (its reason goes to the log
+only); a provider that cannot be reached is 503 ``temporarily_unavailable``.
 The scopes are the requested ones among the client's and the account's, the
 audience the RFC 8707 ``resource`` (or ``audience``) or the default.
 """
@@ -27,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import InvalidToken, LoginError, MissingToken, ProviderUnavailable, StoreUnavailable
 from ..store import ClientRecord, UserRecord
-from . import _refresh
+from . import _delegation_exchange, _refresh
 from ._errors import OAuthError
 from ._runtime import TokenRequest, store_unavailable
 
@@ -79,11 +86,15 @@ class SubjectTokenResolver(Protocol):
 async def grant(
     runtime: IssuerRuntime, client: ClientRecord, request: TokenRequest
 ) -> dict[str, Any]:
-    """Exchange a provider's token (``grant_type=urn:ietf:params:oauth:grant-type:token-exchange``).
+    """Exchange a token (``grant_type=urn:ietf:params:oauth:grant-type:token-exchange``).
+
+    A provider's token goes to the resolver; the app's own access token is
+    delegation (``_delegation_exchange``).
 
     Returns:
         The RFC 8693 §2.2.1 body: an access token, ``issued_token_type``,
-        and a refresh token for a client with the ``refresh_token`` grant.
+        and, for a provider's token, a refresh token for a client with the
+        ``refresh_token`` grant (never for delegation).
 
     Raises:
         OAuthError: ``unsupported_grant_type`` without a resolver,
@@ -110,8 +121,9 @@ def _check_form(form: Any) -> tuple[str, str]:
     subject_token_type = form.get("subject_token_type")
     if not subject_token or not subject_token_type:
         raise _bad_request("subject_token and subject_token_type are required", "no_subject_token")
-    if form.get("actor_token") or form.get("actor_token_type"):
-        raise _bad_request("Delegation (actor_token) is not supported", "actor_token_unsupported")
+    if form.get("act") is not None or form.get("may_act") is not None:
+        # Who acts, and for whom, comes from verified tokens only (RFC 8693 §4.1, §4.4).
+        raise _bad_request("act and may_act are not request parameters", "act_parameter_refused")
     requested = form.get("requested_token_type")
     if requested and requested != ACCESS_TOKEN_TYPE:
         raise _bad_request(
@@ -146,6 +158,14 @@ async def _grant(
         )
     form = request.form
     subject_token, subject_token_type = _check_form(form)
+    own = _delegation_exchange.own_token(runtime, subject_token)
+    if own is not None:
+        return await _delegation_exchange.exchange(runtime, client, form, subject_token, own)
+    if form.get("actor_token") or form.get("actor_token_type"):
+        raise _bad_request(
+            "An actor_token is accepted with the app's own subject tokens only",
+            "actor_token_unsupported",
+        )
     audiences = _resource(runtime, form)
     # What this client may have at all, before any call to a provider.
     runtime.grant_scopes(form.get("scope"), client.scopes)

@@ -23,17 +23,30 @@ holder, and letting it revoke the family would let anyone who sees a token
 log its user out). Absolute (``refresh_token_ttl``) and idle
 (``refresh_token_idle_ttl``) lifetimes both end a token; a removed or
 disabled user ends the family.
+
+A delegated family (started by [Delegations.create][authbridge.issuer.Delegations.create],
+bound to the actor client, ``extra`` holding the delegation's ``did`` and the
+``act`` claim) ends with its delegation, and each refresh checks, after
+rotating, that the delegation (and every delegation it was made under) is
+still active: a revoked or ended one refuses the refresh and revokes the
+family. Checking after the rotation is what makes revocation final: the
+revocation marks the delegation before anything else, so a refresh whose
+rotation raced with it still finds it revoked, and once the revocation has
+returned no refresh issues a token. The refreshed access token keeps ``act``
+and ``did`` and never outlives the delegation.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import StoreUnavailable
 from ..store import ClientRecord, RefreshFamily, RefreshTokenRecord
+from ._delegation_rules import live_delegation
 from ._errors import OAuthError
 from ._runtime import TokenRequest, store_unavailable
 from ._secrets import REFRESH_TOKEN_PREFIX, hash_secret, new_secret, well_formed
@@ -87,15 +100,18 @@ async def start_family(
     auth_time: float | None,
     family_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    ends_at: float | None = None,
 ) -> str:
     """Start a refresh family for one login and return its first refresh token.
 
     Used by the grants that hand out refresh tokens (``password``, the
-    authorization code grant, token exchange). The family ends
-    ``refresh_token_ttl`` after now, whatever happens; each token
+    authorization code grant, token exchange) and by delegations. The family
+    ends ``refresh_token_ttl`` after now (or at ``ends_at`` when sooner: a
+    delegation's end), whatever happens; each token
     ``refresh_token_idle_ttl`` after its issue. ``family_id`` is random
     unless given (the code grant derives it from the code, so that a replay
-    of the code can revoke the family); ``extra`` is kept with the family.
+    of the code can revoke the family; a delegation's family has the
+    delegation's id); ``extra`` is kept with the family.
 
     Raises:
         OAuthError: ``temporarily_unavailable`` (503) when the store is down.
@@ -109,7 +125,9 @@ async def start_family(
         scopes=frozenset(scopes),
         audiences=tuple(audiences),
         created_at=now,
-        expires_at=now + config.refresh_token_ttl,
+        expires_at=min(
+            now + config.refresh_token_ttl, ends_at if ends_at is not None else math.inf
+        ),
         auth_time=auth_time,
         extra=dict(extra) if extra else {},
     )
@@ -215,7 +233,7 @@ async def _redeem(
             if await refresh.advance(
                 family.id, from_generation=family.generation, now=now, token=new
             ):
-                return _respond(runtime, client, family, scopes, audiences, token)
+                return await _respond(runtime, client, family, scopes, audiences, token)
             # A concurrent redemption won: judge the token again. The generation
             # only moves forward, so this is a sibling or a reuse now.
             record, family = _live(await refresh.find(hashed), client, now)
@@ -225,7 +243,7 @@ async def _redeem(
             if await refresh.add_sibling(
                 family.id, generation=family.generation, max_siblings=MAX_SIBLINGS, token=new
             ):
-                return _respond(runtime, client, family, scopes, audiences, token)
+                return await _respond(runtime, client, family, scopes, audiences, token)
             # Too many, or the family moved on meanwhile: refused, nothing revoked
             # (a reuse shows itself when that token comes back).
             raise _refused("sibling_refused")
@@ -269,7 +287,7 @@ async def _user_ceiling(
     return user.scopes & client.scopes & frozenset(runtime.config.scopes)
 
 
-def _respond(  # noqa: PLR0917 - private, one call shape
+async def _respond(  # noqa: PLR0917 - private, one call shape
     runtime: IssuerRuntime,
     client: ClientRecord,
     family: RefreshFamily,
@@ -277,11 +295,38 @@ def _respond(  # noqa: PLR0917 - private, one call shape
     audiences: tuple[str, ...],
     refresh_token: str,
 ) -> dict[str, Any]:
+    extra: dict[str, Any] | None = None
+    lifetime: float | None = None
+    if "did" in family.extra:  # a delegated family: its delegation must still be active
+        extra, lifetime = await _delegated(runtime, family)
     access, ttl = runtime.mint_access_token(
         subject=family.subject,
         client_id=client.client_id,
         scopes=scopes,
         audiences=audiences,
         auth_time=family.auth_time,
+        extra=extra,
+        lifetime=lifetime,
     )
     return runtime.token_response(access, ttl, scopes, refresh_token)
+
+
+async def _delegated(runtime: IssuerRuntime, family: RefreshFamily) -> tuple[dict[str, Any], float]:
+    """The ``act`` and ``did`` claims of a delegated family's access token, and its
+    longest lifetime; revokes the family when its delegation is no longer active.
+
+    Runs after the rotation (see the module docstring).
+
+    Raises:
+        OAuthError: ``invalid_grant`` (the family revoked).
+    """
+    now = runtime.clock()
+    did = family.extra.get("did")
+    act = family.extra.get("act")
+    record = await live_delegation(runtime, did, user_id=family.subject, now=now)
+    lifetime = 0.0 if record is None else min(record.expires_at, family.expires_at) - now
+    if record is None or lifetime < 1 or not isinstance(act, Mapping):
+        await runtime.store.refresh.revoke(family.id, now=now, reason="delegation_revoked")
+        logger.info("refresh refused: family %s's delegation is no longer active", family.id)
+        raise _refused("delegation_inactive")
+    return {"act": dict(act), "did": did}, lifetime

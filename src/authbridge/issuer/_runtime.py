@@ -16,7 +16,10 @@ Who does what:
 - ``_client_grant.grant(runtime, client, request)``: ``client_credentials``;
 - ``_authorize``: the authorization endpoint's request (`parse_authorize`) and
   answer (`complete`: a code); ``_code_grant.grant``: ``authorization_code``;
-- ``_exchange.grant``: RFC 8693 token exchange, through ``subject_tokens``;
+- ``_exchange.grant``: RFC 8693 token exchange: a provider's token through
+  ``subject_tokens``, the app's own token (delegation, ``act``) through
+  ``_delegation_exchange``;
+- `Delegations` (``_delegation``, ``delegations``): users' delegations to robots;
 - ``_revocation.revoke`` and ``_introspection.introspect``: RFC 7009 and RFC 7662;
 - `KeyManager` (``_keys``): signing keys, the JWKS; `OwnTokenSource`
   (``_source``): the resource server's view of the app's own tokens.
@@ -36,6 +39,7 @@ from ._errors import OAuthError
 
 if TYPE_CHECKING:
     from ._config import AppIssuer
+    from ._delegation import Delegations
     from ._exchange import SubjectTokenResolver
 
 logger = logging.getLogger("authbridge.issuer")
@@ -122,9 +126,12 @@ class IssuerRuntime:
         authorization_endpoint: Whether the authorization endpoint is served
             (set by ``AuthBridge`` when it installs the login routes): the
             metadata advertises it, and the ``authorization_code`` grant, only then.
+        delegations: Users' delegations to robots
+            ([Delegations][authbridge.issuer.Delegations]): create, list, revoke.
     """
 
     def __init__(self, config: AppIssuer, clock: Clock) -> None:
+        from ._delegation import Delegations  # noqa: PLC0415 - these modules import this one
         from ._keys import KeyManager  # noqa: PLC0415 - these modules import this one
         from ._passwords import PasswordHasher  # noqa: PLC0415 - these modules import this one
         from ._source import OwnTokenSource  # noqa: PLC0415 - these modules import this one
@@ -139,6 +146,7 @@ class IssuerRuntime:
         self.source = OwnTokenSource(self)
         self.subject_tokens: SubjectTokenResolver | None = None
         self.authorization_endpoint = False
+        self.delegations: Delegations = Delegations(self)
         self._builtin_clients: dict[str, ClientRecord] = {}
         # client_id -> (record, read at): found clients only, so made-up ids fill nothing.
         self._client_cache: dict[str, tuple[ClientRecord, float]] = {}
@@ -325,6 +333,7 @@ class IssuerRuntime:
         auth_time: float | None = None,
         extra: Mapping[str, Any] | None = None,
         jti: str | None = None,
+        lifetime: float | None = None,
     ) -> tuple[str, int]:
         """Sign an RFC 9068 access token; return it and its lifetime in seconds.
 
@@ -332,10 +341,17 @@ class IssuerRuntime:
         ``iat``, ``jti`` (random unless given: the code grant derives it from
         the code, so that a replay of the code can revoke the token),
         ``client_id``, ``scope`` (sorted, space-separated), ``auth_time`` when
-        known, then ``extra`` (never overriding those).
+        known, then ``extra`` (never overriding those: delegated tokens put
+        ``act`` and ``did`` there).
+
+        The lifetime is ``access_token_ttl``, or ``lifetime`` seconds when
+        shorter (whole seconds, rounded down: ``exp`` is never later than now
+        plus ``lifetime``).
         """
         now = int(self.clock())
         ttl = int(self.config.access_token_ttl)
+        if lifetime is not None:
+            ttl = max(0, min(ttl, int(lifetime)))
         claims: dict[str, Any] = dict(extra) if extra else {}
         claims.update(
             iss=self.config.issuer,

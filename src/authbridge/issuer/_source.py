@@ -207,9 +207,13 @@ class OwnTokenSource:
         """Whether an access token of ours, already verified, was revoked (RFC 7009).
 
         The revocation endpoint records ``"at:" + jti`` in the store's replay
-        cache until the token's expiry; this looks it up. The answer is not
-        reused (the returned time is now): a revocation counts from the next
-        request on, on every instance.
+        cache until the token's expiry; this looks it up. A delegated token
+        (its ``did`` claim names the delegation it was issued under) is also
+        refused once its delegation is revoked (``"dg:" + did``, recorded by
+        [Delegations.revoke][authbridge.issuer.Delegations.revoke]): one more
+        lookup, for delegated tokens only. The answer is not reused (the
+        returned time is now): a revocation counts from the next request on,
+        on every instance.
 
         Raises:
             InvalidToken: ``revoked``.
@@ -219,8 +223,14 @@ class OwnTokenSource:
         jti = principal.token_id
         if not jti:
             raise InvalidToken("revoked", provider=self.name)  # not one of ours: no jti
+        did = principal.claims.get("did")
+        if did is not None and (not isinstance(did, str) or not did):
+            raise InvalidToken("revoked", provider=self.name)  # never minted so
+        replay = self.runtime.store.replay
         try:
-            revoked = await self.runtime.store.replay.seen("at:" + jti, now=now)
+            revoked = await replay.seen("at:" + jti, now=now) or (
+                did is not None and await replay.seen("dg:" + did, now=now)
+            )
         except StoreUnavailable as exc:
             raise ProviderUnavailable(
                 f"store_unavailable:{exc.reason}",
