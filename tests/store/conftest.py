@@ -11,6 +11,7 @@ from store_support import (  # noqa: F401 - fixtures
     postgres_database,
     postgres_store,
     postgres_store_url,
+    private_redis,
     redis_ephemeral,
     redis_prefix,
     sqlite_store,
