@@ -76,10 +76,15 @@ def _fail_or_skip(message: str, required: bool) -> None:
     pytest.skip(message)
 
 
+def require_redis_store() -> None:
+    """Skip (or fail, when Redis is required) without authbridge's Redis store and redis-py."""
+    for module in ("authbridge.store._composite", "redis"):
+        if importlib.util.find_spec(module) is None:
+            _fail_or_skip(f"{module} is not importable (the redis extra)", REQUIRE_REDIS)
+
+
 def redis_problem(url: str = REDIS_URL) -> str | None:
-    """``None`` when Redis answers PING at ``url`` (and the Redis store exists), else why not."""
-    if importlib.util.find_spec("authbridge.store._composite") is None:
-        return "authbridge.store._composite (the Redis store) is not available"
+    """``None`` when Redis answers PING at ``url``, else why not."""
     host, _, rest = url.removeprefix("redis://").partition(":")
     port = int(rest.partition("/")[0] or 6379)
     try:
@@ -93,6 +98,7 @@ def redis_problem(url: str = REDIS_URL) -> str | None:
 
 
 def require_redis() -> None:
+    require_redis_store()
     problem = redis_problem()
     if problem is not None:
         _fail_or_skip(
