@@ -257,9 +257,6 @@ async def _name_of(auth: AuthBridge, user: Principal) -> str:
 
 
 def _add_garage_routes(app: FastAPI, auth: AuthBridge, garage: deque[str]) -> None:
-    # Until every AuthBridge has direct_principal, the plain one (no robot has a token yet).
-    direct = getattr(auth, "direct_principal", auth.principal)
-
     @app.post(GARAGE_OPEN, tags=["garage"])
     async def open_garage(
         user: Principal = Security(auth.active_principal, scopes=[GARAGE_SCOPE]),
@@ -286,7 +283,7 @@ def _add_garage_routes(app: FastAPI, auth: AuthBridge, garage: deque[str]) -> No
 
     @app.post(GARAGE_CODE, tags=["garage"])
     async def change_code(
-        user: Principal = Security(direct, scopes=[GARAGE_SCOPE]),
+        user: Principal = Security(auth.direct_principal, scopes=[GARAGE_SCOPE]),
     ) -> dict[str, str]:
         """Change the garage's door code: the owner in person only.
 

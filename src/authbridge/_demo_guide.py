@@ -366,6 +366,14 @@ def _delegation(base: str, token_url: str, credentials: DemoCredentials, reveal:
                 "past the hour)",
             ),
             Step(
+                text=f"Or, handed a token of {GARAGE_OWNER}'s by her app, the robot trades it "
+                "for one of its own (RFC 8693 token exchange), which the same delegation covers:",
+                command=f"curl -s -u {GARAGE_CLIENT}:{secret} -d grant_type={TOKEN_EXCHANGE} "
+                f"-d subject_token=$ACCESS_TOKEN -d subject_token_type={SUBJECT_TOKEN_TYPE} "
+                f"-d scope={scope} {token_url}",
+                expect=f"a token with act {GARAGE_CLIENT}, no refresh token",
+            ),
+            Step(
                 text=f"{GARAGE_OWNER}, in person, sees and ends her delegations:",
                 command=f"curl -i -X POST {owner} {base}{GARAGE_CODE}",
                 expect=f"200: {GARAGE_OWNER} herself may",
