@@ -150,7 +150,6 @@ def make_app(
     extra: dict[str, Any] = {} if clock is None else {"clock": clock}
     auth = AuthBridge(providers=[], issuer=issuer, **extra)
     app = FastAPI(docs_url=None, redoc_url=None)
-    auth.install(app, docs_url=None)
     health = install_health(app, auth, **options)
     return auth, app, health
 
