@@ -63,6 +63,11 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cheap_password_hashing(cheap_password_hashing: None) -> None:
+    """Logins in a browser are tested here, not hashing: cheap argon2id (tests/conftest.py)."""
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
     missing = browser_missing()

@@ -11,6 +11,11 @@ from authbridge.testing import FakeIssuer
 from ._support import FakeClock, Upstream
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cheap_password_hashing(cheap_password_hashing: None) -> None:
+    """Attacks on login flows are tested here, not hashing: cheap argon2id (tests/conftest.py)."""
+
+
 @pytest.fixture(scope="session")
 def attacker_key() -> rsa.RSAPrivateKey:
     """An RSA-2048 key no configured issuer publishes."""
