@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -295,13 +296,23 @@ def no_secret_in_the_log(log: str, made: dict[str, Any]) -> None:
 
 
 def test_every_printed_flow_on_the_embedded_defaults(tmp_path: Path) -> None:
-    with running_demo(tmp_path) as demo, httpx.Client(trust_env=False) as client:
+    # An app's deployment variables name the app's store: the demo never writes there.
+    app_store = tmp_path / "app.db"
+    env = {
+        "AUTHBRIDGE_STORE": f"sqlite+aiosqlite:///{app_store}",
+        "AUTHBRIDGE_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    with running_demo(tmp_path, env=env) as demo, httpx.Client(trust_env=False) as client:
         assert "store: sqlite+aiosqlite:///" in demo.text
+        assert str(app_store) not in demo.text
+        assert "Short-lived state" not in demo.text
+        docs_show_what_the_demo_prints(demo)
         made = walk_every_flow(demo, client)
         refusals(demo, client, made)
         page_matches_the_terminal(demo, client)
         log = demo.log()
     no_secret_in_the_log(log, made)
+    assert not app_store.exists()
 
 
 def test_every_printed_flow_on_postgres_and_redis(tmp_path: Path, redis_prefix: str) -> None:
@@ -403,3 +414,53 @@ def test_an_unreachable_redis_is_said_plainly(tmp_path: Path) -> None:
     assert "is unavailable" in result.err
     assert "hunter2" not in result.err
     assert "password" not in result.out
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTED = {
+    ROOT / "README.md": "## Two commands",
+    ROOT / "docs" / "quickstart.md": "## Try the demo",
+}
+"""The pages whose demo section shows the demo's curl lines, and that section's heading."""
+
+PLACEHOLDERS = ("PASSWORD", "SECRET")
+"""What the pages write for a password or secret the demo makes at each start."""
+
+
+def documented_lines(page: Path, heading: str) -> list[str]:
+    """The curl lines of a page's demo section (up to the next ``## `` heading)."""
+    text = page.read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0] if heading in text else ""
+    return [line.strip() for line in section.splitlines() if line.startswith("curl ")]
+
+
+def _status(line: str) -> str | None:
+    found = re.search(r"   # (\d{3})\b", line)
+    return found.group(1) if found else None
+
+
+def printed_as(documented: str, demo: Demo) -> bool:
+    """Whether the demo printed this command (its base URL, secrets and comments aside)."""
+    doc = documented.replace("http://127.0.0.1:8000", demo.base)
+    wanted = shlex.split(doc, comments=True)
+    patterns = [re.escape(arg) for arg in wanted]
+    for placeholder in PLACEHOLDERS:
+        patterns = [p.replace(placeholder, r"\S+") for p in patterns]
+    for line in _curl_lines(demo.text):
+        args = shlex.split(line, comments=True)
+        same = len(args) == len(wanted) and all(
+            re.fullmatch(p, a) for p, a in zip(patterns, args, strict=True)
+        )
+        if same and _status(doc) in (None, _status(line)):
+            return True
+    return False
+
+
+def docs_show_what_the_demo_prints(demo: Demo) -> None:
+    """Every curl line of the README's and the quickstart's demo sections is a printed one."""
+    checked = 0
+    for page, heading in DOCUMENTED.items():
+        for line in documented_lines(page, heading):
+            assert printed_as(line, demo), f"{page.name}: the demo prints no such line: {line}"
+            checked += 1
+    assert checked >= 10  # the quickstart's at least

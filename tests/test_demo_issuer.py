@@ -61,7 +61,7 @@ class Demo:
 
 
 @contextmanager
-def running_demo(tmp_path: Path, *args: str) -> Iterator[Demo]:
+def running_demo(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Demo]:
     port = _free_port()
     log = tmp_path / f"demo-{port}.log"
     with log.open("wb") as out:
@@ -69,7 +69,7 @@ def running_demo(tmp_path: Path, *args: str) -> Iterator[Demo]:
             [sys.executable, "-m", "authbridge", "demo", "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     try:
         deadline = time.monotonic() + 60

@@ -346,7 +346,9 @@ def demo(
     delegated token, which it renews with its own secret until she ends it.
     Prints ready-to-paste tokens and curl commands for every flow, also shown
     on the page /demo; Swagger UI is at /docs. With --postgres and --redis,
-    the same demo runs on those servers. With --key-file (and a fixed
+    the same demo runs on those servers (the app's AUTHBRIDGE_STORE and
+    AUTHBRIDGE_REDIS_URL are never read: the demo writes its accounts where it
+    runs). With --key-file (and a fixed
     --issuer-port), `authbridge mint` makes more tokens the demo accepts.
     """
     import uvicorn  # noqa: PLC0415 - only this command needs the server
