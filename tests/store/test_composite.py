@@ -194,12 +194,13 @@ async def test_start_migrates_sql_and_checks_redis(tmp_path: Path, redis_prefix:
         await store.users.add(UserRecord(id="u", username="u"))
         await store.one_time.put("code", "k", b"v", expires_at=NOW + 9)
         await store.ping()
+        pool = store.ephemeral._c.pool
     finally:
         await store.aclose()
-    # closed: no open connection left in the Redis pool (and the object could reopen)
-    pool = store.ephemeral._c.pool
+    # closed: no open connection left in the Redis pool (a new one opens if used again)
     assert pool._available_connections
     assert not any(connection.is_connected for connection in pool._available_connections)
+    assert store.ephemeral._c.pool is not pool
 
 
 async def test_ping_and_start_say_which_side_failed(tmp_path: Path, redis_prefix: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 from authbridge.errors import ConfigurationError, StoreUnavailable
 from authbridge.store import Conflict
 from authbridge.store._redis import MAX_KEY_BYTES, RedisEphemeral
-from store_support import REDIS_URL
+from store_support import REDIS_URL, run_async
 
 from ._support import PASSWORD, closed_port
 
@@ -241,6 +241,21 @@ async def test_a_pool_that_stays_full_is_busy(redis_prefix: str) -> None:
         assert await ephemeral.replay.seen("k", now=NOW) is False
     finally:
         await ephemeral.aclose()
+
+
+def test_closed_then_used_from_another_event_loop(redis_prefix: str) -> None:
+    ephemeral = RedisEphemeral(REDIS_URL, prefix=redis_prefix, max_connections=2)
+
+    async def busy() -> list[int]:  # more calls than connections: they wait on the pool
+        hits = await asyncio.gather(
+            *(ephemeral.rate_limits.hit("r", window=60, now=NOW) for _ in range(10))
+        )
+        await ephemeral.aclose()
+        return [count for count, _ in hits]
+
+    first = run_async(busy)  # each in an event loop of its own
+    second = run_async(busy)
+    assert sorted(first + second) == list(range(1, 21))
 
 
 # --- errors --------------------------------------------------------------------------------

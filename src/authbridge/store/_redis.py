@@ -43,21 +43,38 @@ class _Connection:
         self, url: str, *, max_connections: int, socket_timeout: float, gc_grace: float
     ) -> None:
         try:
-            import redis.asyncio as aioredis  # noqa: PLC0415 - an optional extra
-            from redis.asyncio.retry import Retry  # noqa: PLC0415
-            from redis.backoff import NoBackoff  # noqa: PLC0415
+            import redis.asyncio  # noqa: F401, PLC0415 - an optional extra
         except ImportError:
             raise ConfigurationError(
                 "store_needs_redis_extra",
                 message="a Redis store needs redis-py: pip install 'authbridge[redis]'",
             ) from None
+        self._url = url  # never shown: it may hold the password
+        self._max_connections = max_connections
+        self._socket_timeout = socket_timeout
+        self.gc_grace = gc_grace
+        self._open()
+        kwargs = self.pool.connection_kwargs
+        self.where = (
+            f"path={kwargs['path']!r}"
+            if "path" in kwargs
+            else f"host={kwargs.get('host', 'localhost')!r}, port={kwargs.get('port', 6379)}"
+        ) + f", db={kwargs.get('db', 0)}"
+
+    def _open(self) -> None:
+        """A new pool, client and scripts (nothing connects yet; bound to no event loop)."""
+        import redis.asyncio as aioredis  # noqa: PLC0415
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+
+        timeout = self._socket_timeout
         try:
             pool = aioredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=socket_timeout,  # waiting for a free connection
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
+                self._url,
+                max_connections=self._max_connections,
+                timeout=timeout,  # waiting for a free connection
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
                 socket_keepalive=True,
                 # A command is sent once: a lost reply is an error, never a resend
                 # (a resent take, hit or put would not be the same call).
@@ -73,18 +90,17 @@ class _Connection:
                 message="use redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) "
                 "or unix:///PATH",
             ) from None
-        kwargs = pool.connection_kwargs
-        self.where = (
-            f"path={kwargs['path']!r}"
-            if "path" in kwargs
-            else f"host={kwargs.get('host', 'localhost')!r}, port={kwargs.get('port', 6379)}"
-        ) + f", db={kwargs.get('db', 0)}"
         self.pool = pool
         self.client: Redis = aioredis.Redis(connection_pool=pool)
         self.take: AsyncScript = self.client.register_script(scripts.TAKE)
         self.hit: AsyncScript = self.client.register_script(scripts.HIT)
         self.first_use: AsyncScript = self.client.register_script(scripts.FIRST_USE)
-        self.gc_grace = gc_grace
+
+    async def reopen(self) -> None:
+        """Close every connection and start a new pool (usable from another event loop)."""
+        pool = self.pool
+        self._open()
+        await pool.disconnect()
 
     def ttl_ms(self, seconds: float) -> int:
         """A garbage-collection TTL for a value living ``seconds`` more (at least 1 ms)."""
@@ -344,9 +360,9 @@ class RedisEphemeral:
         await self.ping()
 
     async def aclose(self) -> None:
-        """Close every connection (the object reconnects if used again)."""
+        """Close every connection (the object reconnects if used again, in any event loop)."""
         with _mapped():
-            await self._c.pool.disconnect()
+            await self._c.reopen()
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless Redis answers now.
