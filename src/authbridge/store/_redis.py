@@ -276,8 +276,16 @@ class RedisEphemeral:
     the caller's ``now`` (the time stored with each value is compared with
     it); a relative Redis TTL, ``gc_grace`` seconds longer than the value's
     life, only collects the garbage, so memory stays bounded without any
-    ``purge``. Values are bytes; key names are the prefix, the aggregate, the
-    kind and the caller's key (at most 512 bytes: callers pass hashes).
+    ``purge`` (so `purge` has nothing to do and counts 0). Values are bytes;
+    key names are the prefix, the aggregate, the kind (a label of letters,
+    digits and ``_.-``, at most 64) and the caller's key (at most 512 bytes of
+    UTF-8: callers pass hashes; longer keys raise `ValueError`).
+
+    A restart of a Redis without persistence loses what is in it: logins in
+    progress and codes not yet redeemed (users start again), the current
+    rate-limit windows (they restart from 0) and the replay records of
+    client assertions (a client assertion can be replayed within its own
+    few minutes of life). Nothing durable is lost.
 
     Durable facts do not belong here: use a
     [CompositeStore][authbridge.store.CompositeStore] (or
@@ -291,6 +299,8 @@ class RedisEphemeral:
     stalls (at most three times that when the pool is also full and the
     connection must be opened). A pooled connection that Redis closed is
     replaced at its next use, so the same object works again once Redis is back.
+    Use one event loop between the first call and
+    [aclose][authbridge.store.RedisEphemeral.aclose] (after it, any).
 
     Example:
         ```python

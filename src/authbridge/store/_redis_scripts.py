@@ -4,8 +4,7 @@ Times are the caller's logical POSIX seconds, passed as the shortest decimal
 text that reads back as the same double (Python's ``repr``); Lua's
 ``tonumber`` reads them exactly, and a stored time is returned as the text it
 was stored as (a Lua number would be rounded to 14 digits on the way out).
-Each script touches only the key it is given (``KEYS[1]``), so it also runs
-on a Redis Cluster.
+Each script touches only the key it is given (``KEYS[1]``).
 
 A one-time value is stored as ``<expires_at>|<value bytes>``; a rate-limit
 window as a hash ``{c: count, e: window end}``; a replay record as
