@@ -1,1 +1,1 @@
-"""Who acts for whom over HTTP: direct_principal and the /me/delegations routes."""
+"""Who acts for whom: Principal.actors, auth.direct_principal and the /me/delegations routes."""

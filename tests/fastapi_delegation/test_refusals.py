@@ -7,12 +7,14 @@ in test_routes.py.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from authbridge.errors import StoreUnavailable
 from authbridge.testing import FakeIssuer
 
 from .support import ALICE, BOB, HUB, ROBOT, Harness, claims_of, running
@@ -291,3 +293,31 @@ async def test_query_and_path_refusals_are_oauth_errors(h: Harness) -> None:
     assert (await h.listed(token, include_inactive="false")).status_code == 200
     oauth_error(await h.revoke(token, "dlg_%00"), 404, "invalid_request")
     oauth_error(await h.revoke(token, "dlg_" + "x" * 100), 404, "invalid_request")
+
+
+async def test_outages_and_bugs_are_bounded_answers_without_their_text(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = h.own_token()
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> Any:
+        raise StoreUnavailable(f"connection_failed {MARKER}", retry_after=3.0)
+
+    async def bug(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"a bug holding {MARKER}")
+
+    with caplog.at_level(logging.INFO):
+        monkeypatch.setattr(h.runtime.store.rate_limits, "hit", store_down)
+        down = await h.create(token)
+        body = oauth_error(down, 503, "temporarily_unavailable")
+        assert body["error_description"]
+        assert down.headers["retry-after"] == "3"
+        monkeypatch.undo()
+        monkeypatch.setattr(h.runtime.delegations, "list", bug)
+        broken = await h.listed(token)
+        assert broken.status_code == 500
+        assert broken.json() == {"error": "server_error"}
+        assert MARKER not in broken.text
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("RuntimeError" in line for line in logged)
+    assert not [line for line in logged if MARKER in line and "store_unavailable" not in line]

@@ -33,7 +33,7 @@ from ._bridge_checks import (
     warn_explaining,
 )
 from ._browser_login import BrowserLogin, bind_login, install_login
-from ._delegation_routes import add_schemas, install_delegations
+from ._delegation_routes import add_schemas, delegation_options, install_delegations
 from ._docs import swagger_ui_router
 from ._issuer import IssuerEndpoints
 from ._openapi import extend_document
@@ -62,20 +62,6 @@ logger = logging.getLogger("authbridge.fastapi")
 
 SWAGGER_CLIENT_ID = "swagger-ui"
 """The built-in public client Swagger UI logs in with at the app's own issuer."""
-
-
-def _delegation_options(
-    install: bool, scope: str | None, issuer: AppIssuer | None
-) -> tuple[bool, str | None]:
-    if scope is not None and (issuer is None or scope not in issuer.scopes):
-        raise ConfigurationError(
-            "unknown_delegations_scope",
-            message=(
-                f"AuthBridge(delegations_scope={scope!r}) must name a scope of "
-                "issuer=AppIssuer(scopes=...): no token could hold it otherwise"
-            ),
-        )
-    return install and issuer is not None, scope
 
 
 class AuthBridge:
@@ -170,7 +156,7 @@ class AuthBridge:
         delegations_scope: str | None = None,
     ) -> None:
         # Whether `install` adds the /me/delegations routes, and the scope they require.
-        self.delegations, self.delegations_scope = _delegation_options(
+        self.delegations, self.delegations_scope = delegation_options(
             delegations, delegations_scope, issuer
         )
         if scopes_supported is not None:

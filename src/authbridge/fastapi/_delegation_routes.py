@@ -7,8 +7,8 @@ and can see and revoke what they handed out:
 - ``POST /me/delegations``: JSON ``{actor, scope?, audience?, expires_in,
   label?, may_delegate?}`` → 201 ``{delegation, token}``; the token is for the
   robot (with a refresh token when the robot's client has that grant).
-- ``GET /me/delegations``: the caller's delegations, active ones only unless
-  ``?include_inactive=true``.
+- ``GET /me/delegations``: the caller's delegations, newest first, at most
+  100, active ones only unless ``?include_inactive=true``.
 - ``DELETE /me/delegations/{delegation_id}``: revoke one → 204; 404 for an id
   that is not one of the caller's (whether it exists or not: no oracle).
 
@@ -47,7 +47,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from .._json import loads as strict_json
-from ..errors import StoreUnavailable
+from ..errors import ConfigurationError, StoreUnavailable
 from ..issuer import OAuthError, _ratelimit
 from ..issuer._runtime import store_unavailable
 from ..resource.principal import Principal
@@ -56,6 +56,7 @@ from ._issuer import MAX_BODY_SECONDS, IssuerEndpoints, _log_bug, oauth_error_re
 from ._openapi import REFUSAL_SCHEMA
 
 if TYPE_CHECKING:
+    from ..issuer import AppIssuer
     from ._bridge import AuthBridge
 
 logger = logging.getLogger("authbridge.fastapi")
@@ -501,6 +502,7 @@ def delegation_router(bridge: AuthBridge, endpoints: IssuerEndpoints) -> APIRout
         name="authbridge_list_delegations",
         operation_id="authbridge_list_delegations",
         summary="The delegations you handed out",
+        description="Newest first, at most 100; the active ones unless `include_inactive`.",
     )
     async def list_delegations(
         user: Principal = Security(bridge.direct_principal, scopes=scopes),
@@ -545,6 +547,25 @@ def delegation_router(bridge: AuthBridge, endpoints: IssuerEndpoints) -> APIRout
         return Response(status_code=204, headers=HEADERS)
 
     return router
+
+
+def delegation_options(
+    install: bool, scope: str | None, issuer: AppIssuer | None
+) -> tuple[bool, str | None]:
+    """``AuthBridge(delegations=..., delegations_scope=...)``: whether to install, and the scope.
+
+    Raises:
+        ConfigurationError: the scope is not one of the issuer's (or there is no issuer).
+    """
+    if scope is not None and (issuer is None or scope not in issuer.scopes):
+        raise ConfigurationError(
+            "unknown_delegations_scope",
+            message=(
+                f"AuthBridge(delegations_scope={scope!r}) must name a scope of "
+                "issuer=AppIssuer(scopes=...): no token could hold it otherwise"
+            ),
+        )
+    return install and issuer is not None, scope
 
 
 def install_delegations(app: FastAPI, bridge: AuthBridge, endpoints: IssuerEndpoints) -> None:
