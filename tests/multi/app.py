@@ -18,7 +18,8 @@ configuration is the JSON in ``$AUTHBRIDGE_MULTI_APP``:
 
 Routes besides authbridge's: ``GET /healthz`` (200 once the lifespan ran, with the
 instance's name and pid), ``GET /whoami`` (``auth.principal``) and ``GET /active``
-(``auth.active_principal``), both naming the instance that answered.
+(``auth.active_principal``), both naming the instance that answered, and
+``POST /test/rotate-key`` (this instance's ``runtime.keys.rotate()``: a scheduled key).
 """
 
 from __future__ import annotations
@@ -180,6 +181,12 @@ def create_app(config: dict[str, Any] | None = None) -> FastAPI:
     @app.get("/active")
     async def active(user: Principal = Security(auth.active_principal)) -> dict[str, Any]:
         return describe(user)
+
+    @app.post("/test/rotate-key")
+    async def rotate_key() -> dict[str, Any]:
+        """This instance's runtime adds a scheduled signing key (a test app's shortcut)."""
+        added = await runtime.keys.rotate()
+        return {"kid": added.kid, "active_from": added.active_from}
 
     auth.install(app)
     return app

@@ -15,8 +15,9 @@ import pytest
 
 from authbridge.testing import FakeIssuer, ServedFakeIssuer
 
-from .harness import Browser, Cluster
-from .support import open_cluster
+from .flows import LOCAL_PASSWORD, UPSTREAM_PASSWORD
+from .harness import SECRETS, Browser, Cluster, assert_no_secret
+from .support import RATE_LIMITED_PASSWORD, open_cluster
 
 NAMES = ("A", "B", "C")
 
@@ -44,6 +45,17 @@ def cluster(
     """Instances A, B and C of the app, sharing one store."""
     with open_cluster(fake_issuer, tmp_path_factory.mktemp("multi-logs"), NAMES) as started:
         yield started
+    # Whatever the tests did, no instance logged a token, code, cookie or secret.
+    known = {
+        *SECRETS,
+        started.config["kek"],
+        started.config["provider"]["client_secret"],
+        started.robot_secret,  # type: ignore[attr-defined]
+        LOCAL_PASSWORD,
+        UPSTREAM_PASSWORD,
+        RATE_LIMITED_PASSWORD,
+    }
+    assert_no_secret(started.logs(), known)
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@
 * `Browser`: a user agent (one cookie jar) whose requests to the public URL go to the
   instance it names (``on="B"``) or to the next one in turn; other URLs (the upstream
   provider) are fetched as they are;
-* `sql`: a query on the shared PostgreSQL database, to count what was issued.
+* `sql`: a query on the shared PostgreSQL database, to count what was issued;
+* `SECRETS` and `assert_no_secret`: every token, code and cookie value the clients were
+  given, to look for in the instances' logs.
 """
 
 from __future__ import annotations
@@ -43,6 +45,30 @@ STOP_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 15.0
 
 T = TypeVar("T")
+
+SECRETS: set[str] = set()
+"""Every token, code and cookie value a `Browser` was given (looked for in the logs)."""
+
+_SECRET_FIELDS = ("access_token", "refresh_token", "id_token", "code")
+
+
+def remember_secrets(response: httpx.Response) -> None:
+    """Add what ``response`` handed the client (tokens, a code, cookies) to `SECRETS`."""
+    SECRETS.update(value for value in response.cookies.values() if len(value) >= 16)
+    where = response.headers.get("location")
+    if where:
+        SECRETS.update(v for k, v in httpx.URL(where).params.multi_items() if k == "code")
+    if response.headers.get("content-type", "").startswith("application/json"):
+        with contextlib.suppress(ValueError):
+            body = response.json()
+            if isinstance(body, dict):
+                SECRETS.update(str(body[k]) for k in _SECRET_FIELDS if body.get(k))
+
+
+def assert_no_secret(text: str, secrets: Iterable[str]) -> None:
+    """No secret appears in ``text`` (a log, an error body): its name says which did."""
+    found = [secret[:12] + "..." for secret in secrets if secret and secret in text]
+    assert found == [], f"{len(found)} secrets in the text: {found}"
 
 
 def _die_with_parent() -> None:
@@ -274,7 +300,9 @@ class Browser:
     def request(
         self, method: str, target: str, *, on: str | None = None, **kwargs: Any
     ) -> httpx.Response:
-        return self.http.request(method, self.url(target, on), **kwargs)
+        response = self.http.request(method, self.url(target, on), **kwargs)
+        remember_secrets(response)
+        return response
 
     def get(self, target: str, *, on: str | None = None, **kwargs: Any) -> httpx.Response:
         return self.request("GET", target, on=on, **kwargs)

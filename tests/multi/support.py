@@ -46,7 +46,7 @@ from .flows import (
     UPSTREAM_PASSWORD,
     UPSTREAM_USER,
 )
-from .harness import Cluster, stop_process
+from .harness import Cluster, sql, stop_process
 
 STORE_MODE = os.environ.get("AUTHBRIDGE_MULTI_STORE", "postgres+redis")
 """``postgres+redis`` or ``postgres``: where the instances keep ephemeral state."""
@@ -124,6 +124,24 @@ def store_config() -> dict[str, Any]:
         raise ValueError(f"AUTHBRIDGE_MULTI_STORE is postgres or postgres+redis, not {STORE_MODE}")
     require_redis()
     return redis_config()
+
+
+def pending_logins(cluster: Cluster) -> tuple[int, int]:
+    """Login transactions kept now: (in PostgreSQL's one-time table, in Redis)."""
+    in_sql = sql(
+        cluster.store_url, "SELECT count(*) AS n FROM authbridge_one_time WHERE kind = 'login'"
+    )[0]["n"]
+    in_redis = 0
+    if cluster.config.get("redis"):
+        import redis  # noqa: PLC0415 - the redis extra
+
+        client = redis.Redis.from_url(cluster.config["redis"])
+        try:
+            pattern = cluster.config["redis_prefix"] + "ot:login:*"
+            in_redis = sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+        finally:
+            client.close()
+    return int(in_sql), in_redis
 
 
 # --- the store's content ------------------------------------------------------------------
@@ -240,7 +258,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(port: int, probe: bytes, expected: bytes) -> bool:
+def _answers(port: int, probe: bytes, *expected: bytes) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(probe)
@@ -252,14 +270,16 @@ def _answers(port: int, probe: bytes, expected: bytes) -> bool:
 class RedisServer:
     """``redis-server`` of this test alone, on a free port, without persistence."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (again, on the same port); return once it answers PING."""
@@ -272,6 +292,8 @@ class RedisServer:
             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
             "--protected-mode", "no",
         ]  # fmt: skip
+        if self.password:
+            argv += ["--requirepass", self.password]
         with (self.workdir / "redis.log").open("ab") as log:
             self.process = subprocess.Popen(
                 argv,
@@ -280,7 +302,7 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
-        while not _answers(self.port, b"PING\r\n", b"+PONG"):
+        while not _answers(self.port, b"PING\r\n", b"+PONG", b"-NOAUTH"):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"private redis-server did not start on {self.port}")
             time.sleep(0.02)

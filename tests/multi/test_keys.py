@@ -2,10 +2,10 @@
 
 While a stream of requests runs (each turn: a token minted on each instance, each token
 validated on every instance, an old token validated too, and every instance's JWKS read),
-``authbridge keys rotate --now`` and then a scheduled ``authbridge keys rotate`` change the
-keys in the shared database. No request of the stream is refused (no 401, no 503); every
-instance signs with each new key; a scheduled key is in every instance's JWKS before any
-instance signs with it.
+``authbridge keys rotate --now`` changes the keys in the shared database, then instance A's
+runtime schedules the next key (``runtime.keys.rotate()``). No request of the stream is
+refused (no 401, no 503); every instance signs with each new key; a scheduled key is in every
+instance's JWKS before any instance signs with it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from .flows import ROBOT, bearer, jwt_header
-from .harness import Cluster, child_env, sql
+from .harness import Cluster, child_env, remember_secrets, sql
 from .support import ISSUER_OPTIONS
 
 NAMES = ("A", "B", "C")
@@ -72,6 +72,7 @@ class Stream:
                         f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=auth
                     )
                     self._record("mint", name, minted)
+                    remember_secrets(minted)
                     if minted.status_code != 200:
                         continue
                     token = minted.json()["access_token"]
@@ -133,7 +134,7 @@ def keys(cluster: Cluster) -> list[dict[str, Any]]:
     )
 
 
-def test_keys_rotated_from_the_command_line_sign_and_validate_on_every_instance(
+def test_keys_rotated_by_the_command_line_and_by_one_instance_sign_and_validate_on_all(
     cluster: Cluster,
 ) -> None:
     auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)  # type: ignore[attr-defined]
@@ -151,7 +152,9 @@ def test_keys_rotated_from_the_command_line_sign_and_validate_on_every_instance(
         time.sleep(0.5)
         immediate, rotated_at = rotate(cluster, "--now")
         signing = stream.wait_until_all_sign(immediate)
-        scheduled, active_from = rotate(cluster)
+        added = httpx.post(f"{cluster['A'].base_url}/test/rotate-key", timeout=10)
+        assert added.status_code == 200, added.text
+        scheduled, active_from = added.json()["kid"], added.json()["active_from"]
         assert active_from > time.time() + 1  # published ahead, not signing yet
         signed_scheduled = stream.wait_until_all_sign(scheduled)
         time.sleep(0.3)

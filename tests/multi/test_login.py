@@ -29,6 +29,7 @@ from .flows import (
     refresh_grant,
 )
 from .harness import Browser, Cluster, sql
+from .support import pending_logins
 
 NAMES = ("A", "B", "C")
 
@@ -57,11 +58,16 @@ def test_a_provider_login_started_on_a_completes_on_b_and_its_code_is_redeemed_o
 ) -> None:
     auth = Authorization.new()
     link = _chooser_link(browser, auth, on="A")
+    before = pending_logins(cluster)
     to_upstream = location(browser.get(link, on="A"))  # the transaction is stored by A
     assert to_upstream.startswith(fake_issuer.authorization_endpoint + "?")
+    # ... where the configuration says: Redis (PostgreSQL + Redis) or the SQL TTL table.
+    stored = (0, 1) if cluster.config.get("redis") else (1, 0)
+    assert tuple(n - b for n, b in zip(pending_logins(cluster), before, strict=True)) == stored
     back = approve_upstream(browser, to_upstream)
     assert back.startswith(f"{cluster.origin}/oauth/callback?")
     code = auth.code_from(location(browser.get(back, on="B")))  # ... and finished by B
+    assert pending_logins(cluster) == before
 
     answer = auth.redeem(browser, code, on="C")
     assert answer.status_code == 200, answer.text

@@ -15,6 +15,7 @@ tokens keep validating with the keys in memory.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from .flows import (
     password_grant,
     refresh_grant,
 )
-from .harness import Browser, Cluster
+from .harness import SECRETS, Browser, Cluster, assert_no_secret
 from .support import (
     ISSUER_OPTIONS,
     STORE_MODE,
@@ -62,6 +63,8 @@ class Record:
     bodies: dict[tuple[str, str, str], httpx.Response] = field(default_factory=dict)
     recovered_after: dict[str, float] = field(default_factory=dict)
     down_for: float = 0.0
+    logs: str = ""
+    secrets: set[str] = field(default_factory=set)
 
     def note(self, phase: str, probe: str, name: str, answer: httpx.Response) -> int:
         self.statuses[(phase, probe)].append(answer.status_code)
@@ -104,7 +107,7 @@ def _recover(record: Record, up_at: float, probe: Callable[[str], httpx.Response
 def redis_outage(fake_issuer: ServedFakeIssuer, tmp_path_factory: pytest.TempPathFactory) -> Record:
     require_redis_store()
     work = tmp_path_factory.mktemp("multi-redis-outage")
-    server = RedisServer(work / "redis")
+    server = RedisServer(work / "redis", password=secrets.token_urlsafe(16))
     server.start()
     record = Record()
     try:
@@ -113,6 +116,8 @@ def redis_outage(fake_issuer: ServedFakeIssuer, tmp_path_factory: pytest.TempPat
             Browser(cluster, NAMES) as browser,
         ):
             _redis_outage(cluster, browser, server, record)
+        record.secrets = {server.url, str(server.password), cluster.config["kek"]}
+        record.logs = cluster.logs()
     finally:
         server.stop()
     return record
@@ -217,14 +222,18 @@ def postgres_outage(
     work = tmp_path_factory.mktemp("multi-postgres-outage")
     server = PostgresServer()
     record = Record()
+    password = secrets.token_urlsafe(16)  # in the URL; trust authentication ignores it
+    url = server.url.replace("postgres@", f"postgres:{password}@")
     try:
         server.init()
         server.start()
         with (
-            open_cluster(fake_issuer, work, NAMES, store_url=server.url) as cluster,
+            open_cluster(fake_issuer, work, NAMES, store_url=url) as cluster,
             Browser(cluster, NAMES) as browser,
         ):
             _postgres_outage(cluster, browser, server, record)
+        record.secrets = {url, password, cluster.config["kek"]}
+        record.logs = cluster.logs()
     finally:
         server.remove()
     return record
@@ -309,3 +318,15 @@ def test_postgres_down_password_attempts_do_not_lock_the_account(postgres_outage
     # 503, and the right password works once the database is back.
     assert postgres_outage.of("during", "password") == {503}
     assert postgres_outage.of("after", "password") == {200}
+
+
+@pytest.mark.parametrize("outage", ["redis_outage", "postgres_outage"])
+def test_no_store_password_or_token_in_the_answers_or_the_logs(
+    outage: str, request: pytest.FixtureRequest
+) -> None:
+    record: Record = request.getfixturevalue(outage)
+    assert "unavailable" in record.logs  # the outage was logged, by its reason
+    refusals = [answer for answer in record.bodies.values() if answer.status_code >= 400]
+    assert {answer.status_code for answer in refusals} >= {503}
+    bodies = "".join(f"{answer.headers}{answer.text}" for answer in refusals)
+    assert_no_secret(record.logs + bodies, record.secrets | SECRETS)

@@ -17,7 +17,7 @@ import pytest
 
 from authbridge.issuer._refresh import MAX_SIBLINGS, token_hash
 
-from .flows import password_grant, refresh_grant
+from .flows import bearer, password_grant, refresh_grant
 from .harness import Browser, Cluster, Timed, at_once, overlapped, sql
 from .support import ISSUER_OPTIONS
 
@@ -130,3 +130,27 @@ def test_one_token_at_once_on_three_instances_rotates_once_then_reuse_revokes_ev
         refused_after_reuse=len(current),
     )
     print(f"refresh race: {REPORT}")
+
+
+def test_tokens_revoked_on_one_instance_are_refused_by_the_others(
+    cluster: Cluster, browser: Browser
+) -> None:
+    tokens = password_grant(browser, on="A").json()
+    access, refresh = tokens["access_token"], tokens["refresh_token"]
+    assert browser.get("/active", on="C", headers=bearer(access)).status_code == 200
+
+    revoked = browser.post("/oauth/revoke", on="A", data={"token": access, "client_id": "cli"})
+    assert revoked.status_code == 200
+    for name in ("A", "B", "C"):
+        # The revocation list is shared: every instance's active_principal refuses it ...
+        active = browser.get("/active", on=name, headers=bearer(access))
+        assert active.status_code == 401, (name, active.text)
+        # ... while principal, which never asks the store, accepts it until it expires.
+        assert browser.whoami(access, on=name).status_code == 200
+
+    revoked = browser.post("/oauth/revoke", on="B", data={"token": refresh, "client_id": "cli"})
+    assert revoked.status_code == 200
+    assert family_of(cluster, refresh)["revoked_reason"] == "revoked"
+    for name in ("A", "C"):
+        refused = refresh_grant(browser, refresh, on=name)
+        assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant"), name
