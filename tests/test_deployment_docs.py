@@ -35,7 +35,7 @@ from uvicorn.main import main as uvicorn_main
 import store_support
 from authbridge import ConfigurationError
 from authbridge.cli import app as cli
-from authbridge.fastapi import install_health
+from authbridge.fastapi._health import install_health
 from authbridge.issuer._kek import new_kek
 from authbridge.settings import _VARIABLES, AuthBridgeSettings, _variable
 from authbridge.store import SQLStore

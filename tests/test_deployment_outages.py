@@ -28,7 +28,7 @@ import store_support
 from authbridge import AppIssuer, AuthBridge, ConfigurationError, LoginSettings, Principal
 from authbridge.cli import app as cli
 from authbridge.errors import InvalidToken
-from authbridge.fastapi import install_health
+from authbridge.fastapi._health import install_health
 from authbridge.issuer._kek import kek_id, new_kek
 from authbridge.issuer._passwords import hash_password
 from authbridge.issuer._secrets import hash_secret
