@@ -243,6 +243,7 @@ def test_without_a_kek_the_issuer_gets_none_even_if_the_environment_changes_late
         f"{KEK_A},{KEK_A[:20]}",  # the second one is short
         "é" * 43,
     ],
+    ids=["not-base64url", "31-bytes", "35-bytes", "second-short", "not-ascii"],
 )
 def test_a_malformed_kek_is_refused_without_repeating_it(value: str) -> None:
     error = refusal(AUTHBRIDGE_KEY_ENCRYPTION_KEY=value)
