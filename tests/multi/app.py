@@ -14,12 +14,14 @@ configuration is the JSON in ``$AUTHBRIDGE_MULTI_APP``:
 * ``provider``: the upstream login provider (the test kit's ``FakeIssuer`` served on
   loopback): ``issuer``, ``audience``, ``client_id``, ``client_secret``;
 * ``issuer_options``: more ``AppIssuer`` keyword arguments (short lifetimes and limits);
-* ``control``: a directory where the test arms stalls (see `install_stalls`).
+* ``control``: a directory where the test arms stalls (see `install_stalls`);
+* ``explain_refusals``: the reason code in 401 bodies (a development switch).
 
 Routes besides authbridge's: ``GET /healthz`` (200 once the lifespan ran, with the
 instance's name and pid), ``GET /whoami`` (``auth.principal``) and ``GET /active``
 (``auth.active_principal``), both naming the instance that answered, and
-``POST /test/rotate-key`` (this instance's ``runtime.keys.rotate()``: a scheduled key).
+``POST /test/rotate-key`` (this instance's ``runtime.keys.rotate()``: a scheduled key, or
+one signing at once with ``?now=true``).
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ def create_app(config: dict[str, Any] | None = None) -> FastAPI:
         issuer=issuer,
         login=LoginSettings(accounts=AccountPolicy(default_scopes=NEW_ACCOUNT_SCOPES)),
         trust_env=False,
+        explain_refusals=bool(config.get("explain_refusals")),
     )
     runtime = auth.issuer
     assert runtime is not None
@@ -183,9 +186,10 @@ def create_app(config: dict[str, Any] | None = None) -> FastAPI:
         return describe(user)
 
     @app.post("/test/rotate-key")
-    async def rotate_key() -> dict[str, Any]:
-        """This instance's runtime adds a scheduled signing key (a test app's shortcut)."""
-        added = await runtime.keys.rotate()
+    async def rotate_key(now: bool = False) -> dict[str, Any]:
+        """This instance's runtime adds a signing key (a test app's shortcut): scheduled, or
+        signing at once with ``?now=true``."""
+        added = await runtime.keys.rotate(immediately=now)
         return {"kid": added.kid, "active_from": added.active_from}
 
     auth.install(app)

@@ -1,0 +1,106 @@
+"""A key made by one instance, signing at once, validates on an instance that has not reloaded.
+
+Instances K, L and M join the cluster with the production reload interval (a JWKS max-age
+of an hour: their timers reload the keys once a minute, never during these tests), so the
+only way L or M learns of a key K added a moment ago is the reload on an unknown ``kid``.
+K rotates at once through its runtime (``runtime.keys.rotate(immediately=True)``): K signs
+with the new key from that moment, and a validator must accept its tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from authbridge.issuer._source import UNKNOWN_KID_COOLDOWN
+
+from .flows import ROBOT, bearer, jwt_header
+from .harness import Cluster, Instance
+from .support import ISSUER_OPTIONS
+
+SLOW_RELOAD = {**ISSUER_OPTIONS, "jwks_max_age": 3600.0}
+
+
+@pytest.fixture(scope="module")
+def slow_reloaders(cluster: Cluster) -> Iterator[dict[str, Instance]]:
+    started = cluster.launch(["K", "L", "M"], issuer_options=SLOW_RELOAD, explain_refusals=True)
+    yield {instance.name: instance for instance in started}
+    for instance in started:
+        instance.terminate()
+    for instance in started:
+        instance.stop()
+
+
+def _mint(cluster: Cluster, instance: Instance) -> str:
+    auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)  # type: ignore[attr-defined]
+    answer = httpx.post(
+        f"{instance.base_url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=auth,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def _rotate_now(instance: Instance) -> str:
+    answer = httpx.post(f"{instance.base_url}/test/rotate-key?now=true", timeout=10)
+    assert answer.status_code == 200, answer.text
+    kid: str = answer.json()["kid"]
+    return kid
+
+
+def _whoami(instance: Instance, token: str) -> httpx.Response:
+    return httpx.get(f"{instance.base_url}/whoami", headers=bearer(token), timeout=10)
+
+
+def _unknown_kid_token(cluster: Cluster) -> str:
+    """A token in the app's shape naming a key nobody has (its signature is noise)."""
+
+    def part(value: dict[str, object]) -> str:
+        raw = json.dumps(value, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": f"unknown-{secrets.token_hex(8)}"}
+    claims = {"iss": cluster.origin, "sub": "nobody", "aud": cluster.origin}
+    signature = base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
+    return f"{part(header)}.{part(claims)}.{signature}"
+
+
+def test_a_key_another_instance_signs_with_at_once_validates_by_reloading(
+    cluster: Cluster, slow_reloaders: dict[str, Instance]
+) -> None:
+    signer, validator = slow_reloaders["K"], slow_reloaders["L"]
+    assert _whoami(validator, _mint(cluster, signer)).status_code == 200
+    kid = _rotate_now(signer)
+    token = _mint(cluster, signer)
+    assert jwt_header(token)["kid"] == kid  # K signs with it at once
+    seen = _whoami(validator, token)  # L never saw the key: it reloads on the unknown kid
+    assert seen.status_code == 200, seen.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OwnTokenSource._reload_keys reloads on an unknown kid at most every "
+    f"UNKNOWN_KID_COOLDOWN ({UNKNOWN_KID_COOLDOWN:.0f} s) and refuses (401 unknown_key) "
+    "within it: after any unknown-kid token (garbage, or an earlier rotation), the tokens "
+    "another instance signs with a key it added at once are refused until the cooldown ends",
+)
+def test_a_key_signing_at_once_validates_even_after_an_unknown_kid(
+    cluster: Cluster, slow_reloaders: dict[str, Instance]
+) -> None:
+    signer, validator = slow_reloaders["K"], slow_reloaders["M"]
+    assert _whoami(validator, _mint(cluster, signer)).status_code == 200
+    # Anyone can send a token naming a key nobody has: refused, and a reload is spent.
+    unknown = _whoami(validator, _unknown_kid_token(cluster))
+    assert (unknown.status_code, "unknown_key" in unknown.text) == (401, True)
+    _rotate_now(signer)
+    seen = _whoami(validator, _mint(cluster, signer))
+    assert "unknown_key" not in seen.text  # the defect: K's new key is unknown to M
+    assert seen.status_code == 200, seen.text
