@@ -22,13 +22,15 @@ from .support import RATE_LIMITED_PASSWORD, open_cluster
 NAMES = ("A", "B", "C")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # With --dist loadgroup, every test of this package runs on one worker (one cluster).
     here = Path(__file__).parent
+    xdist = config.pluginmanager.hasplugin("xdist")
     for item in items:
         if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("multi"))
             item.add_marker(pytest.mark.slow)
+            if xdist:
+                item.add_marker(pytest.mark.xdist_group("multi"))
 
 
 @pytest.fixture(scope="package")
@@ -50,7 +52,7 @@ def cluster(
         *SECRETS,
         started.config["kek"],
         started.config["provider"]["client_secret"],
-        started.robot_secret,  # type: ignore[attr-defined]
+        started.robot_secret,
         LOCAL_PASSWORD,
         UPSTREAM_PASSWORD,
         RATE_LIMITED_PASSWORD,

@@ -212,11 +212,13 @@ class Cluster:
         config: What every instance's ``$AUTHBRIDGE_MULTI_APP`` holds (but its name).
         log_dir: Where each instance writes its log (``<name>.log``).
         instances: The instances launched so far, by name.
+        robot_secret: The client secret of the ``robot`` machine client.
     """
 
     config: dict[str, Any]
     log_dir: Path
     instances: dict[str, Instance] = field(default_factory=dict)
+    robot_secret: str = field(default="", repr=False)
     _public: socket.socket = field(default_factory=bound_socket)
 
     def __post_init__(self) -> None:
@@ -347,6 +349,43 @@ def at_once(calls: Sequence[Callable[[], Any]]) -> list[Timed]:
 
     with ThreadPoolExecutor(len(calls)) as pool:
         return [future.result() for future in [pool.submit(run, call) for call in calls]]
+
+
+class Prober:
+    """Asks instances for ``path`` (with ``headers``) in a thread, until the block ends.
+
+    ``answers`` holds every status by instance; a request that failed counts as 0.
+    """
+
+    def __init__(
+        self, instances: Sequence[Instance], path: str, headers: dict[str, str], pause: float
+    ) -> None:
+        self.answers: dict[str, list[int]] = {i.name: [] for i in instances}
+        self._instances = instances
+        self._path, self._headers, self._pause = path, headers, pause
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False) as http:
+            while not self._stop.is_set():
+                for instance in self._instances:
+                    try:
+                        status = http.get(
+                            instance.base_url + self._path, headers=self._headers
+                        ).status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    self.answers[instance.name].append(status)
+                self._stop.wait(self._pause)
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(REQUEST_TIMEOUT * 2)
 
 
 def overlapped(timed: Sequence[Timed]) -> bool:

@@ -232,7 +232,7 @@ def open_cluster(
             **(store_config() if ephemeral is None else ephemeral),
             **options,
         }
-        cluster = Cluster(config, log_dir)
+        cluster = Cluster(config, log_dir, robot_secret=robot_secret)
         stack.callback(cluster.close)
         client_id = f"multi-{secrets.token_hex(4)}"
         secret = upstream(fake).add_client(
@@ -244,7 +244,6 @@ def open_cluster(
             "client_id": client_id,
             "client_secret": secret,
         }
-        cluster.robot_secret = robot_secret  # type: ignore[attr-defined]
         cluster.launch(names)
         yield cluster
 

@@ -37,7 +37,7 @@ def slow_reloaders(cluster: Cluster) -> Iterator[dict[str, Instance]]:
 
 
 def _mint(cluster: Cluster, instance: Instance) -> str:
-    auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)  # type: ignore[attr-defined]
+    auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)
     answer = httpx.post(
         f"{instance.base_url}/oauth/token",
         data={"grant_type": "client_credentials"},

@@ -58,7 +58,7 @@ class Stream:
 
     def _run(self) -> None:
         cluster = self.cluster
-        auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)  # type: ignore[attr-defined]
+        auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)
         with httpx.Client(timeout=10, trust_env=False) as http:
             while not self._stop.is_set():
                 for name in NAMES:
@@ -137,7 +137,7 @@ def keys(cluster: Cluster) -> list[dict[str, Any]]:
 def test_keys_rotated_by_the_command_line_and_by_one_instance_sign_and_validate_on_all(
     cluster: Cluster,
 ) -> None:
-    auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)  # type: ignore[attr-defined]
+    auth = httpx.BasicAuth(ROBOT, cluster.robot_secret)
     old = httpx.post(
         f"{cluster['A'].base_url}/oauth/token",
         data={"grant_type": "client_credentials"},

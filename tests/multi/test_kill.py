@@ -23,8 +23,16 @@ import pytest
 from authbridge.issuer._authorize import code_hash
 from authbridge.issuer._code_grant import access_token_id, family_id
 
-from .flows import LOCAL_PASSWORD, LOCAL_USER, Authorization, Forms, location, password_grant
-from .harness import Browser, Cluster, Instance, sql, wait_for
+from .flows import (
+    LOCAL_PASSWORD,
+    LOCAL_USER,
+    Authorization,
+    Forms,
+    bearer,
+    location,
+    password_grant,
+)
+from .harness import Browser, Cluster, Instance, Prober, sql, wait_for
 from .test_refresh import family_of, generations
 
 VICTIMS = {
@@ -84,23 +92,32 @@ def kill_in_the_middle(
     when: str,
     send: Any,
     access_token: str,
-) -> float:
-    """Arm the stall, send, wait for it, check A/B/C serve, kill -9; seconds stalled."""
+) -> dict[str, list[int]]:
+    """Arm the stall, send, wait for it, kill -9; A, B and C are asked all along.
+
+    Returns what A, B and C answered (``/whoami`` with ``access_token``) meanwhile.
+    """
     (control / f"{victim.name}.{operation}").write_text(when)
-    request = InFlight(cluster, victim, send)
-    wait_for(
-        control / f"{victim.name}.{operation}.{when}.reached", timeout=STALL_TIMEOUT, alive=victim
-    )
-    stalled = time.monotonic()
-    with Browser(cluster, NAMES) as other:
-        for name in NAMES:
-            assert other.whoami(access_token, on=name).status_code == 200
-    victim.kill()
-    lost = request.join()
+    others = [cluster[name] for name in NAMES]
+    with Prober(others, "/whoami", bearer(access_token), pause=0.02) as prober:
+        request = InFlight(cluster, victim, send)
+        wait_for(
+            control / f"{victim.name}.{operation}.{when}.reached",
+            timeout=STALL_TIMEOUT,
+            alive=victim,
+        )
+        victim.kill()
+        lost = request.join()
     assert isinstance(lost, httpx.TransportError), lost  # the answer never came
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{victim.base_url}/healthz", timeout=2)
-    return time.monotonic() - stalled
+    return prober.answers
+
+
+def assert_served(answers: dict[str, list[int]]) -> None:
+    """A, B and C answered every request while the victim stalled and died."""
+    assert sorted(answers) == sorted(NAMES)
+    assert all(statuses and set(statuses) == {200} for statuses in answers.values()), answers
 
 
 def families_since(cluster: Cluster, start: float, subject: str) -> int:
@@ -126,7 +143,7 @@ def test_killed_in_the_middle_of_a_refresh(
     family = family_of(cluster, token)["id"]
     victim = victims[VICTIMS[("advance", when)]]
 
-    kill_in_the_middle(
+    served = kill_in_the_middle(
         cluster,
         victim,
         control,
@@ -164,6 +181,7 @@ def test_killed_in_the_middle_of_a_refresh(
     )
     assert onward.status_code == 200, onward.text
     assert family_of(cluster, token)["generation"] == 2
+    assert_served(served)
 
 
 def _code(browser: Browser, auth: Authorization) -> str:
@@ -184,7 +202,7 @@ def test_killed_in_the_middle_of_a_code_redemption(
     hashed = code_hash(code)
     victim = victims[VICTIMS[("take", when)]]
 
-    kill_in_the_middle(
+    served = kill_in_the_middle(
         cluster,
         victim,
         control,
@@ -193,6 +211,7 @@ def test_killed_in_the_middle_of_a_code_redemption(
         lambda b: auth.redeem(b, code, on=victim.name),
         login.json()["access_token"],
     )
+    assert_served(served)
     families = "SELECT generation, revoked_at FROM authbridge_refresh_families WHERE id = $1"
     assert sql(cluster.store_url, families, family_id(hashed)) == []  # nothing issued
 
