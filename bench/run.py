@@ -3,7 +3,9 @@
 ``bash bench/run.sh`` is the documented entry point (it installs wrk and the bench extra
 first); it runs ``python -m bench``. Writes ``bench/results.json`` and the results block of
 ``docs/benchmarks.md``. ``--quick`` does a short smoke run that writes
-``bench/out/results-quick.json`` only.
+``bench/out/results-quick.json`` only. ``--only SECTIONS --merge`` runs some sections and
+records them into the existing ``bench/results.json`` (the other sections kept as they were
+measured), then renders the docs again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench.common import BENCH_DIR, OUT_DIR, PYTHON, REPO_ROOT, machine, python_
 
 RESULTS_PATH = BENCH_DIR / "results.json"
 DOCS_PATH = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("micro", "http", "memory", "introspection", "flood", "token")
+SECTIONS = ("micro", "http", "memory", "introspection", "flood", "token", "scale")
 
 # (key, comparison, bound): the project's performance targets.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -39,6 +41,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "token_refresh_p99_ms_postgres": ("<=", 20.0),
     "issue_ratio_vs_raw_sign": ("<=", 1.5),
     "password_storm_p99_ms": ("<=", 50.0),
+    "scale_refresh_ratio_3_vs_1_instances": (">=", 1.3),
+    "refresh_p99_ratio_1m_vs_1k_families": ("<=", 2.0),
 }
 
 
@@ -92,6 +96,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         )
     if token := results.get("token"):
         out.update(token_headline(token))
+    if scale := results.get("scale"):
+        from bench.scale import headline as scale_headline  # noqa: PLC0415
+
+        out.update(scale_headline(scale))
     if memory := results.get("memory"):
         out["peak_rss_mib_1m_tokens"] = memory["peak_rss_mib"]
         out["baseline_rss_mib"] = memory["baseline_peak_rss_mib"]
@@ -123,6 +131,28 @@ def token_headline(token: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def merged(path: Path, fresh: dict[str, Any], sections: list[str]) -> dict[str, Any]:
+    """The results in ``path`` with ``sections`` replaced by the ``fresh`` ones.
+
+    The run-wide fields (date, command, machine, versions) stay those of the recorded run;
+    a merged section carries its own (``scale`` does: ``measured``).
+    """
+    old = json.loads(path.read_text(encoding="utf-8"))
+    base = {
+        key: old[key] for key in ("date", "command", "quick", "machine", "versions") if key in old
+    }
+    for name in SECTIONS:
+        if name in sections:
+            base[name] = fresh[name]
+        elif name in old:
+            base[name] = old[name]
+    if "total_seconds" in old:
+        base["total_seconds_of_recorded_run"] = old.get(
+            "total_seconds_of_recorded_run", old["total_seconds"]
+        )
+    return base
+
+
 def check_targets(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     checked: dict[str, dict[str, Any]] = {}
     for key, (op, bound) in TARGETS.items():
@@ -142,11 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--output", type=Path, help="results file (default bench/results.json)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the sections not run from the existing results file, and render the docs",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
+    if args.merge and args.quick:
+        parser.error("--merge records full runs only")
 
     _ensure_importable()
 
@@ -257,16 +294,42 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
+    if "scale" in sections:
+        from bench import scale  # noqa: PLC0415
+
+        print(
+            "[+] scale: refresh on 3 instances vs 1, 1M families vs 1k, abandoned logins, "
+            "delegated tokens",
+            flush=True,
+        )
+        scale_started = time.monotonic()
+        found = scale.run(scale.QUICK if args.quick else None, parts=scale.PARTS)
+        found["measured"] = {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "command": " ".join(["bash bench/run.sh", *(sys.argv[1:] if argv is None else argv)]),
+            "seconds": round(time.monotonic() - scale_started, 1),
+            "git_commit": results["versions"]["git_commit"],
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        }
+        results["scale"] = found
+        for key, value in scale.headline(found).items():
+            print(f"  {key}: {value}", flush=True)
+
     with contextlib.suppress(OSError):
         results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.merge:
+        results = merged(output, results, sections)
     summary = headline(results)
     summary["targets"] = check_targets(summary)
-    summary["total_seconds"] = round(time.monotonic() - started, 1)
+    summary["total_seconds"] = results.pop(
+        "total_seconds_of_recorded_run", round(time.monotonic() - started, 1)
+    )
     final = {**summary, **results}
     output.write_text(json.dumps(final, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {output.relative_to(REPO_ROOT) if output.is_relative_to(REPO_ROOT) else output}")
 
-    if not args.quick and not args.no_docs and set(sections) == set(SECTIONS):
+    recorded = [name for name in SECTIONS if name in final]
+    if not args.quick and not args.no_docs and recorded == list(SECTIONS):
         from bench.report import update_docs  # noqa: PLC0415
 
         update_docs(final, DOCS_PATH)

@@ -2,7 +2,9 @@
 
 ``uvicorn --factory bench.token_app:create_app``, configured by the JSON in
 ``AUTHBRIDGE_BENCH_TOKEN_APP`` (written by ``bench/token_servers.py``):
-``{"issuer": URL, "store": URL, "audience": URL, "algorithm": "ES256", "kek": "..."}``.
+``{"issuer": URL, "store": URL, "audience": URL, "algorithm": "ES256", "kek": "..."}``, and
+optionally ``"redis": URL`` (one-time values, rate limits and the replay cache in Redis, through
+``authbridge.store._composite.open_store``).
 
 Routes: the issuer's own (``auth.install(app)``: ``POST /oauth/token``, JWKS, metadata),
 ``GET /open`` (readiness) and ``GET /protected`` (``Security(auth.principal)``: a JWT route
@@ -30,9 +32,14 @@ BODY = {"status": "ok"}
 
 def create_app() -> FastAPI:
     config: dict[str, Any] = json.loads(os.environ[ENV])
+    store: Any = config["store"]
+    if config.get("redis"):
+        from authbridge.store._composite import open_store  # noqa: PLC0415
+
+        store = open_store(store, redis=config["redis"])
     issuer = AppIssuer(
         config["issuer"],
-        store=config["store"],
+        store=store,
         audience=config.get("audience"),
         scopes=SCOPES,
         signing_algorithm=config.get("algorithm", "ES256"),
