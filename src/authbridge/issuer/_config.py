@@ -162,7 +162,9 @@ class AppIssuer:
         delegation_max_ttl: Longest lifetime of a delegation, in seconds (one
             day by default): a longer ``expires_in`` is shortened to it.
         max_delegations_per_user: Active delegations one user may have at once;
-            creating one more is refused (``too_many_delegations``).
+            creating one more is refused (``too_many_delegations``). Counted
+            before each creation: concurrent creations by one user may pass
+            it by as many as are in flight (the routes rate-limit them).
 
     Raises:
         ConfigurationError: on an inconsistent configuration.

@@ -7,9 +7,13 @@ token's own ``act`` nested inside, for a chain). ``_exchange`` sends here every
 subject token whose ``iss`` is this issuer; provider tokens keep going to the
 subject-token resolver.
 
-The actor is the authenticated client. An ``actor_token`` may be sent too: it
-must then be the app's own client-credentials token of that same client (a
-third party cannot present someone else's actor token).
+The subject token is verified exactly as the app's resource server verifies
+it (signature, ``typ``, ``exp``, the app's own audience among its ``aud``,
+not revoked, its delegation not revoked), and must speak for a user (a
+client's own token does not). The actor is the authenticated client. An
+``actor_token`` may be sent too: it must then be the app's own
+client-credentials token of that same client (a third party cannot present
+someone else's actor token).
 
 Allowed when an active delegation of the user to this client covers the
 request (its id becomes ``did``), or the policy allows it. A subject token that
