@@ -300,6 +300,7 @@ def test_redact_url() -> None:
         ({"AUTHBRIDGE_ISSUER": f"ftp://u:{PASSWORD}@api.example.com"}, "AUTHBRIDGE_ISSUER"),
         ({"AUTHBRIDGE_ISSUER": f"https://api.example.com/?{PASSWORD}"}, "AUTHBRIDGE_ISSUER"),
         ({"AUTHBRIDGE_AUDIENCE": f"{PASSWORD}"}, "AUTHBRIDGE_AUDIENCE"),
+        ({"AUTHBRIDGE_AUDIENCE": f"https://api.example.com/#{PASSWORD}"}, "AUTHBRIDGE_AUDIENCE"),
         ({"AUTHBRIDGE_RESOURCES": f"https://a.example.com,{PASSWORD}"}, "AUTHBRIDGE_RESOURCES"),
         ({"AUTHBRIDGE_ACCESS_TOKEN_TTL": PASSWORD}, "AUTHBRIDGE_ACCESS_TOKEN_TTL"),
         ({"AUTHBRIDGE_ACCESS_TOKEN_TTL": "0"}, "AUTHBRIDGE_ACCESS_TOKEN_TTL"),
@@ -451,6 +452,11 @@ def test_app_issuer_takes_every_setting(monkeypatch: pytest.MonkeyPatch) -> None
     store = issuer.store
     assert isinstance(store, SQLStore)
     assert store.migrate is False  # AUTHBRIDGE_MIGRATE=false reaches the store object
+
+
+def test_an_audience_is_any_resource_uri_as_for_app_issuer() -> None:
+    settings = AuthBridgeSettings(issuer=ISSUER, audience="urn:example:items")
+    assert settings.app_issuer().audience == "urn:example:items"
 
 
 def test_app_issuer_overrides_win() -> None:

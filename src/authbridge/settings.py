@@ -3,14 +3,16 @@
 Everything a deployment changes without touching code (the issuer's public URL,
 the store and Redis URLs, the key-encryption keys, lifetimes, rate limits and
 the login's session settings) in one object, read from the environment by
-[pydantic-settings](https://docs.pydantic.dev/latest/concepts/pydantic_settings/)::
+[pydantic-settings](https://docs.pydantic.dev/latest/concepts/pydantic_settings/):
 
-    settings = AuthBridgeSettings()          # AUTHBRIDGE_ISSUER, AUTHBRIDGE_STORE, ...
-    auth = AuthBridge(
-        providers=[...],
-        issuer=settings.app_issuer(scopes={"items:read": "Read items"}),
-        login=settings.login_settings(),
-    )
+```python
+settings = AuthBridgeSettings()          # AUTHBRIDGE_ISSUER, AUTHBRIDGE_STORE, ...
+auth = AuthBridge(
+    providers=[...],
+    issuer=settings.app_issuer(scopes={"items:read": "Read items"}),
+    login=settings.login_settings(),
+)
+```
 
 What stays in code (scopes, providers, hooks, your own user table) is passed to
 `AuthBridgeSettings.app_issuer` and `AuthBridgeSettings.login_settings` as
@@ -86,6 +88,15 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _resource_uri(value: str) -> bool:
+    """Whether ``value`` is what `AppIssuer` takes as a resource: an absolute URI, no fragment."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(parts.scheme) and not parts.fragment and "#" not in value
 
 
 def _variable(field: str) -> str:
@@ -245,7 +256,7 @@ class AuthBridgeSettings(BaseSettings):
 
     # --- validation --------------------------------------------------------------------------
 
-    @field_validator("issuer", "audience")
+    @field_validator("issuer")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -258,13 +269,18 @@ class AuthBridgeSettings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("audience")
+    @classmethod
+    def _check_audience(cls, value: str | None) -> str | None:
+        if value is not None and not _resource_uri(value):
+            raise ValueError("an absolute URI without a fragment (RFC 8707)")
+        return value
+
     @field_validator("resources")
     @classmethod
     def _check_resources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for resource in value:
-            parts = urlsplit(resource)
-            if not parts.scheme or parts.fragment:
-                raise ValueError("each resource is an absolute URI without a fragment (RFC 8707)")
+        if not all(_resource_uri(resource) for resource in value):
+            raise ValueError("each resource is an absolute URI without a fragment (RFC 8707)")
         return value
 
     @field_validator("store_url")
