@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from authbridge import Principal
 from authbridge.errors import InvalidToken
@@ -529,3 +530,28 @@ async def test_an_ended_delegation_refreshes_nothing(runtime: IssuerRuntime, clo
     assert refusal(caught)[:2] == ("invalid_grant", 400)
     assert await runtime.delegations.list(BOB.id) == []
     assert await runtime.delegations.revoke(BOB.id, record.id)  # an ended one may still be
+
+
+@SQLITE_ONLY
+async def test_creation_costs_one_insert_and_the_family(runtime: IssuerRuntime) -> None:
+    """Two reads (the account, the count), the delegation's insert, the family's two."""
+    statements: list[str] = []
+    engine = runtime.store._db.engine.sync_engine  # type: ignore[attr-defined]
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    user = await bob(runtime)
+    await runtime.client("robot")  # client records are cached for a few seconds
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await create(runtime, user)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    work = [s for s in statements if not s.startswith(("BEGIN", "COMMIT"))]
+    assert [s.split()[0] for s in work] == ["SELECT", "SELECT", "INSERT", "INSERT", "INSERT"]
+    assert [s.split()[2] for s in work if s.startswith("INSERT")] == [
+        "authbridge_delegations",
+        "authbridge_refresh_families",
+        "authbridge_refresh_tokens",
+    ]
