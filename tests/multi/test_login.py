@@ -156,7 +156,7 @@ def test_swagger_ui_logs_in_through_the_app_across_instances(
     assert browser.whoami(renewed.json()["access_token"], on="C").status_code == 200
 
 
-def test_a_session_login_started_on_a_is_a_session_on_b_and_c(
+def test_a_session_login_started_on_a_is_a_session_on_b_and_c_until_a_logs_out(
     cluster: Cluster, browser: Browser, fake_issuer: ServedFakeIssuer
 ) -> None:
     start = "/auth/login/fake?" + urlencode({"next": "/whoami"})
@@ -171,6 +171,19 @@ def test_a_session_login_started_on_a_is_a_session_on_b_and_c(
         seen = browser.get("/whoami", on=name)  # the session cookie alone
         assert seen.status_code == 200, seen.text
         assert seen.json()["subject"] == account
+
+    # Logging out on A ends it everywhere; A reads the ID token B kept (encrypted) for the
+    # provider's logout.
+    cookie = browser.http.cookies["authbridge_session"]
+    out = browser.post("/auth/logout", on="A", data={"csrf_token": session.json()["csrf_token"]})
+    to_upstream = location(out)
+    assert to_upstream.startswith(fake_issuer.end_session_endpoint + "?")
+    assert jwt_claims(query_of(to_upstream)["id_token_hint"])["sub"] == UPSTREAM_USER
+    with Browser(cluster, NAMES) as kept:  # the old cookie, kept by someone after logout
+        kept.http.cookies.set("authbridge_session", cookie)
+        for name in NAMES:
+            ended = kept.get("/whoami", on=name)
+            assert ended.status_code == 401, (name, ended.text)
 
 
 @pytest.mark.parametrize("finish_on", ["B", "C"])

@@ -34,6 +34,7 @@ from .flows import (
     Authorization,
     Forms,
     approve_upstream,
+    bearer,
     location,
     password_grant,
     refresh_grant,
@@ -140,6 +141,8 @@ def _redis_outage(cluster: Cluster, browser: Browser, server: RedisServer, recor
             session = browser.get("/auth/login/fake", on=name)
             record.note("during", "session_login_start", name, session)
             record.note("during", "whoami", name, browser.whoami(tokens["access_token"], on=name))
+            active = browser.get("/active", on=name, headers=bearer(tokens["access_token"]))
+            record.note("during", "active", name, active)
         time.sleep(0.1)
     for name in NAMES:
         record.note("during", "code", name, pending.redeem(browser, pending_code, on=name))
@@ -186,11 +189,14 @@ def test_redis_down_login_starts_and_codes_answer_503_on_every_instance(
     assert record.of("during", "password") == {503}  # its rate limits are in Redis
 
 
-def test_redis_down_access_tokens_and_refresh_keep_working(redis_outage: Record) -> None:
+def test_redis_down_access_tokens_refresh_and_revocation_checks_keep_working(
+    redis_outage: Record,
+) -> None:
     for phase in ("before", "during", "after"):
         assert redis_outage.of(phase, "whoami") == {200}, phase
-    # Refresh families are in PostgreSQL: a refresh needs no Redis.
+    # Refresh families and revocations are in PostgreSQL: neither needs Redis.
     assert redis_outage.of("during", "refresh") == {200}
+    assert redis_outage.of("during", "active") == {200}
 
 
 def test_redis_back_every_instance_recovers_without_restart(redis_outage: Record) -> None:
@@ -251,6 +257,8 @@ def _postgres_outage(
         for name in NAMES:
             record.note("during", "whoami", name, browser.whoami(tokens["access_token"], on=name))
             record.note("during", "jwks", name, browser.get("/oauth/jwks", on=name))
+            active = browser.get("/active", on=name, headers=bearer(tokens["access_token"]))
+            record.note("during", "active", name, active)
             record.note(
                 "during", "refresh", name, refresh_grant(browser, tokens["refresh_token"], on=name)
             )
@@ -279,10 +287,14 @@ def _postgres_outage(
         record.note("after", "password", name, password_grant(browser, on=name, client_id=SWAGGER))
 
 
-def test_postgres_down_access_tokens_and_the_jwks_keep_working(postgres_outage: Record) -> None:
+def test_postgres_down_tokens_and_jwks_keep_working_revocation_checks_fail_closed(
+    postgres_outage: Record,
+) -> None:
     for phase in ("before", "during", "after"):
         assert postgres_outage.of(phase, "whoami") == {200}, phase
     assert postgres_outage.of("during", "jwks") == {200}
+    # Whether a token was revoked cannot be known: active_principal fails closed.
+    assert postgres_outage.of("during", "active") == {503}
 
 
 def test_postgres_down_the_token_endpoint_answers_503(postgres_outage: Record) -> None:
