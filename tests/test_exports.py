@@ -19,6 +19,7 @@ def test_top_level_exports() -> None:
         "Auth0Provider",
         "AuthBridge",
         "AuthBridgeError",
+        "AuthBridgeSettings",
         "CognitoProvider",
         "ConfigurationError",
         "EntraProvider",

@@ -149,4 +149,9 @@ def test_the_bridge_lists_every_dependency_it_exposes(production: Production) ->
     auth = production.auth
     exposed = {name: value for name, value in vars(auth).items() if isinstance(value, SecurityBase)}
     assert exposed == auth.dependencies
-    assert set(exposed) == {"principal", "optional_principal", "active_principal"}
+    assert set(exposed) == {
+        "principal",
+        "optional_principal",
+        "active_principal",
+        "direct_principal",
+    }

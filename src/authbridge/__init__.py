@@ -32,6 +32,7 @@ from .providers import (
     UserinfoProvider,
 )
 from .resource import Introspection, Principal, ResourceServer
+from .settings import AuthBridgeSettings
 
 __all__ = [
     "AccountPolicy",
@@ -40,6 +41,7 @@ __all__ = [
     "Auth0Provider",
     "AuthBridge",
     "AuthBridgeError",
+    "AuthBridgeSettings",
     "CognitoProvider",
     "ConfigurationError",
     "EntraProvider",

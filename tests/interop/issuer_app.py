@@ -35,7 +35,8 @@ def _issuer_bridge(config: dict[str, Any]) -> AuthBridge:
     for name in ("audience", "access_token_ttl", "jwks_max_age", "key_encryption_key"):
         if config.get(name) is not None:
             options[name] = config[name]
-    return AuthBridge(providers=[], issuer=AppIssuer(config["issuer"], **options))
+    # health=False: this app serves its own /healthz (the harness waits for it).
+    return AuthBridge(providers=[], issuer=AppIssuer(config["issuer"], **options), health=False)
 
 
 def _resource_bridge(config: dict[str, Any]) -> AuthBridge:

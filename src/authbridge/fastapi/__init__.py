@@ -4,8 +4,10 @@ from ..issuer import AppIssuer
 from ._bridge import AuthBridge
 from ._bridge_checks import SwaggerLogin
 from ._docs import swagger_ui_router
+from ._health import Health, install_health
 from ._security import (
     ActivePrincipalDependency,
+    DirectPrincipalDependency,
     OptionalPrincipalDependency,
     PrincipalDependency,
 )
@@ -14,8 +16,11 @@ __all__ = [
     "ActivePrincipalDependency",
     "AppIssuer",
     "AuthBridge",
+    "DirectPrincipalDependency",
+    "Health",
     "OptionalPrincipalDependency",
     "PrincipalDependency",
     "SwaggerLogin",
+    "install_health",
     "swagger_ui_router",
 ]

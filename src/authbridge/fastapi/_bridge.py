@@ -35,6 +35,7 @@ from ._bridge_checks import (
 from ._browser_login import BrowserLogin, bind_login, install_login
 from ._delegation_routes import add_schemas, delegation_options, install_delegations
 from ._docs import swagger_ui_router
+from ._health import install_health
 from ._issuer import IssuerEndpoints
 from ._openapi import extend_document
 from ._refusals import RefusalLog, refusal_detail
@@ -121,6 +122,11 @@ class AuthBridge:
             (delegated tokens minted otherwise, by token exchange, still work).
         delegations_scope: A scope of the issuer the caller of those routes must
             hold; ``None``: any user of the app (its own token or a session).
+        health: With an ``issuer``, `install` adds the liveness and readiness
+            endpoints ``/healthz`` and ``/readyz`` (see
+            [install_health][authbridge.fastapi.install_health]). ``False``
+            leaves them out: for an app serving its own, or calling
+            ``install_health`` with other paths.
 
     Example:
         ```python
@@ -154,7 +160,9 @@ class AuthBridge:
         login: LoginSettings | None = None,
         delegations: bool = True,
         delegations_scope: str | None = None,
+        health: bool = True,
     ) -> None:
+        self.health = health
         # Whether `install` adds the /me/delegations routes, and the scope they require.
         self.delegations, self.delegations_scope = delegation_options(
             delegations, delegations_scope, issuer
@@ -555,10 +563,14 @@ class AuthBridge:
         - With an ``issuer`` (unless ``delegations=False``): the user's
           delegations at ``/me/delegations`` (create, list, revoke), in the
           OpenAPI document.
+        - With an ``issuer`` (unless ``health=False``): ``/healthz`` and
+          ``/readyz`` for load balancers and Kubernetes probes, not in the
+          OpenAPI document (see [install_health][authbridge.fastapi.install_health]).
 
         Raises:
             ConfigurationError: FastAPI's own docs or ReDoc page is registered
-                on ``app`` while ``docs_url`` is set, or a route gives its scopes
+                on ``app`` while ``docs_url`` is set, ``/healthz`` or ``/readyz``
+                is already served (pass ``health=False``), or a route gives its scopes
                 as a string (also checked when the lifespan starts, once every
                 route is declared).
         """
@@ -574,6 +586,8 @@ class AuthBridge:
             endpoints.install(app)
             if self.delegations:
                 install_delegations(app, self, endpoints)
+            if self.health:
+                install_health(app, self)
         if self.browser_login is not None:
             install_login(app, self.browser_login)
             self.browser_login.endpoints.runtime.authorization_endpoint = True

@@ -7,12 +7,16 @@ delegations and short-lived shared state, behind typed async protocols.
 authbridge[postgres]``). The schema is created and upgraded by the migrations
 shipped in the package (``authbridge db upgrade``), recorded in their own
 version table, ``authbridge_alembic_version``, so they coexist with the app's
-own Alembic migrations.
+own Alembic migrations. With ``open_store(url, redis="redis://...")``, a
+[CompositeStore][authbridge.store.CompositeStore] keeps the short-lived shared
+state (login transactions, codes, rate-limit windows, replay records) in Redis
+for several instances (``pip install 'authbridge[redis]'``).
 """
 
 from __future__ import annotations
 
 from ..errors import StoreUnavailable
+from ._composite import CompositeStore, open_store
 from ._protocols import (
     ClientStore,
     DelegationStore,
@@ -40,13 +44,15 @@ from ._records import (
     SigningKeyRecord,
     UserRecord,
 )
-from ._sql import DEFAULT_STORE_URL, SQLStore, open_store
+from ._redis import RedisEphemeral
+from ._sql import DEFAULT_STORE_URL, SQLStore
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "ClientAuthMethod",
     "ClientRecord",
     "ClientStore",
+    "CompositeStore",
     "Conflict",
     "DelegationRecord",
     "DelegationStore",
@@ -54,6 +60,7 @@ __all__ = [
     "IdentityStore",
     "OneTimeStore",
     "RateLimitStore",
+    "RedisEphemeral",
     "RefreshFamily",
     "RefreshStore",
     "RefreshTokenRecord",

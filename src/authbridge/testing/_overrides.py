@@ -62,8 +62,8 @@ class AuthOverride:
 def override_auth(app: _App, auth: AuthBridge, *, with_: AuthBridge) -> AuthOverride:
     """Make every dependency of ``auth`` in ``app`` use ``with_`` instead, in one call.
 
-    ``auth.principal``, ``auth.optional_principal`` and ``auth.active_principal``
-    (every entry of ``auth.dependencies``) are overridden by their
+    ``auth.principal``, ``auth.optional_principal``, ``auth.active_principal``
+    and ``auth.direct_principal`` (every entry of ``auth.dependencies``) are overridden by their
     counterparts of ``with_``, typically an `AuthBridge` trusting a
     `FakeIssuer`: real tokens, real validation, scopes enforced as declared.
 
