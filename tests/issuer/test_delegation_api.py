@@ -20,6 +20,7 @@ from authbridge.issuer import (
     DelegationRequest,
     IssuerRuntime,
     OAuthError,
+    _introspection,
     _refresh,
 )
 from authbridge.jose._jwt import MAX_LEEWAY
@@ -457,6 +458,9 @@ async def test_revocation_ends_every_token(
     access = refreshed["access_token"]
     principal = await principal_of(runtime, access)
     await runtime.source.check_active(access, principal)
+    introspected = await _introspection._access_token(runtime, access)
+    assert introspected["active"] is True
+    assert (introspected["act"], introspected["did"]) == (claims_of(access)["act"], record.id)
     assert await runtime.delegations.revoke(ALICE.id, record.id) is False  # not Alice's
     assert (await runtime.store.delegations.get(record.id)) == record
     clock.advance(5)
@@ -476,6 +480,8 @@ async def test_revocation_ends_every_token(
         with pytest.raises(InvalidToken) as invalid:
             await runtime.source.check_active(token, await principal_of(runtime, token))
         assert invalid.value.reason == "revoked"
+        # RFC 7662: inactive for the APIs that introspect.
+        assert await _introspection._access_token(runtime, token) == {"active": False}
     # The refresh family: revoked; a refresh is refused.
     found = await runtime.store.refresh.find(_refresh.token_hash(refreshed["refresh_token"]))
     assert found is not None

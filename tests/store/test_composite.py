@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authbridge.errors import StoreUnavailable
 from authbridge.issuer import AppIssuer, IssuerRuntime, OAuthError, TokenRequest
-from authbridge.issuer._client_auth import ASSERTION_TYPE
+from authbridge.issuer._client_auth import ASSERTION_TYPE, assertion_replay_key
 from authbridge.issuer._secrets import CLIENT_SECRET_PREFIX, hash_secret, new_secret
 from authbridge.store import ClientRecord, RefreshFamily, RefreshTokenRecord, SQLStore, UserRecord
 from authbridge.store._composite import CompositeStore, SplitReplay, open_store
@@ -162,9 +162,9 @@ async def test_issuer_client_assertions_in_redis_revocations_in_sql(
     token = (await runtime.token(TokenRequest(grant)))["access_token"]
     # the assertion's jti: recorded in Redis, nothing in SQL
     assert await rows(postgres_store_url, "authbridge_replay") == 0
-    assert composite_store.ephemeral.prefix.encode() + b"rp:jti:machine:jti-one" in (
-        await redis_names(composite_store)
-    )
+    assert composite_store.ephemeral.prefix.encode() + b"rp:" + assertion_replay_key(
+        "machine", "jti-one"
+    ).encode() in (await redis_names(composite_store))
     with pytest.raises(OAuthError) as refused:
         await runtime.token(TokenRequest(grant))
     assert refused.value.reason == "client_assertion_replayed"
@@ -180,6 +180,23 @@ async def test_issuer_client_assertions_in_redis_revocations_in_sql(
     assert answer == {"active": False}  # still revoked
     # what was lost: the jti record, so the assertion is usable again within its life
     assert "access_token" in await runtime.token(TokenRequest(grant))
+
+
+async def test_a_long_client_assertion_jti_is_a_fixed_length_key(
+    runtime: IssuerRuntime,
+    composite_store: CompositeStore,
+    authbridge_signing_key: rsa.RSAPrivateKey,
+) -> None:
+    # 256 non-ASCII characters: over Redis's key bound if the jti were in the key as it is.
+    jti = "\u00e9" * 256
+    grant = {"grant_type": "client_credentials", **assertion(authbridge_signing_key, jti)}
+    assert "access_token" in await runtime.token(TokenRequest(grant))
+    with pytest.raises(OAuthError) as refused:
+        await runtime.token(TokenRequest(grant))
+    assert refused.value.reason == "client_assertion_replayed"
+    names = [n for n in await redis_names(composite_store) if b"rp:jti:" in n]
+    assert len(names) == 1
+    assert len(names[0]) == len(composite_store.ephemeral.prefix) + len("rp:jti:") + 64
 
 
 # --- lifecycle -----------------------------------------------------------------------------

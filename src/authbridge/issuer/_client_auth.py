@@ -26,6 +26,7 @@ or an error.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -252,7 +253,7 @@ async def _by_assertion(runtime: IssuerRuntime, form: Mapping[str, str]) -> Clie
     # After the signature: nobody else can use up a client's jti values.
     try:
         first = await runtime.store.replay.first_use(
-            f"jti:{client_id}:{jti}", expires_at=exp + ASSERTION_LEEWAY, now=now
+            assertion_replay_key(client_id, jti), expires_at=exp + ASSERTION_LEEWAY, now=now
         )
     except StoreUnavailable as exc:
         raise store_unavailable(exc) from None
@@ -332,3 +333,13 @@ def _keyset(client_id: str, jwks: Mapping[str, Any]) -> KeySet:
 def _storable(text: str) -> bool:
     """No control character (PostgreSQL's text refuses NUL; none belongs in an id)."""
     return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def assertion_replay_key(client_id: str, jti: str) -> str:
+    """The replay-store key of a client assertion: ``jti:`` + a SHA-256 over (client, jti).
+
+    Fixed length (68 characters) whatever the two values hold, so that no
+    backend's key limit can turn a long ``jti`` into an error.
+    """
+    data = f"{client_id}\0{jti}".encode("utf-8", "surrogatepass")
+    return "jti:" + hashlib.sha256(data).hexdigest()

@@ -38,6 +38,8 @@ _ACCESS_CLAIMS = (
     "client_id",
     "scope",
     "auth_time",
+    "act",
+    "did",
 )
 
 
@@ -160,10 +162,14 @@ async def _access_token(runtime: IssuerRuntime, token: str) -> dict[str, Any]:
     if claims is None:
         return dict(INACTIVE)
     jti = claims.get("jti")
-    if not isinstance(jti, str) or await runtime.store.replay.seen(
-        "at:" + jti, now=runtime.clock()
-    ):
+    now = runtime.clock()
+    if not isinstance(jti, str) or await runtime.store.replay.seen("at:" + jti, now=now):
         return dict(INACTIVE)
+    did = claims.get("did")
+    if did is not None and (
+        not isinstance(did, str) or await runtime.store.replay.seen("dg:" + did, now=now)
+    ):
+        return dict(INACTIVE)  # a revoked delegation's token
     body: dict[str, Any] = {"active": True}
     body.update((name, claims[name]) for name in _ACCESS_CLAIMS if name in claims)
     body["token_type"] = "access_token"
