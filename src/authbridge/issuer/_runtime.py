@@ -205,8 +205,12 @@ class IssuerRuntime:
             StoreUnavailable: the store cannot be reached.
         """
         await self.keys.check_configuration()
-        await self.store.start()
-        await self.keys.start()
+        try:
+            await self.store.start()
+            await self.keys.start()
+        except BaseException:
+            await self.store.aclose()  # a refused start leaves no connection open
+            raise
         self._started = True
 
     async def aclose(self) -> None:

@@ -110,7 +110,11 @@ class CompositeStore:
                 migration is off.
         """
         await self.durable.start()
-        await self.ephemeral.start()
+        try:
+            await self.ephemeral.start()
+        except BaseException:
+            await self.durable.aclose()  # no pool left open behind a refused start
+            raise
 
     async def aclose(self) -> None:
         """Close the connections of both."""
