@@ -5,7 +5,7 @@
 (bound by the test process, so its port is known and nobody else can take it). The
 configuration is the JSON in ``$AUTHBRIDGE_MULTI_APP``:
 
-* ``name``: this instance's name (``A``, ``B``...), echoed by ``/healthz`` and ``/whoami``;
+* ``name``: this instance's name (``A``, ``B``...), echoed by ``/instance`` and ``/whoami``;
 * ``issuer``: the app's public URL, the same for every instance (the origin a load balancer
   would serve; the tests' client sends each request to one instance);
 * ``store``: the PostgreSQL URL; ``redis`` and ``redis_prefix``: with a Redis URL, the
@@ -17,8 +17,8 @@ configuration is the JSON in ``$AUTHBRIDGE_MULTI_APP``:
 * ``control``: a directory where the test arms stalls (see `install_stalls`);
 * ``explain_refusals``: the reason code in 401 bodies (a development switch).
 
-Routes besides authbridge's: ``GET /healthz`` (200 once the lifespan ran, with the
-instance's name and pid), ``GET /whoami`` (``auth.principal``) and ``GET /active``
+Routes besides authbridge's (which include ``/healthz`` and ``/readyz``): ``GET /instance``
+(the instance's name and pid), ``GET /whoami`` (``auth.principal``) and ``GET /active``
 (``auth.active_principal``), both naming the instance that answered, and
 ``POST /test/rotate-key`` (this instance's ``runtime.keys.rotate()``: a scheduled key, or
 one signing at once with ``?now=true``).
@@ -164,8 +164,8 @@ def create_app(config: dict[str, Any] | None = None) -> FastAPI:
         title="Multi", docs_url=None, redoc_url=None, openapi_url=None, lifespan=auth.lifespan
     )
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    @app.get("/instance")
+    async def instance() -> dict[str, Any]:
         return {"name": name, "pid": os.getpid()}
 
     def describe(user: Principal) -> dict[str, Any]:

@@ -153,7 +153,8 @@ class Instance:
         self._socket = None
 
     def wait_ready(self, deadline: float) -> None:
-        """Return once ``/healthz`` answers 200 with this instance's name (lifespan done)."""
+        """Return once ``/readyz`` answers 200 (the lifespan ran, the store answers, keys are
+        loaded) from this very instance (``/instance`` names it)."""
         process = self.process
         assert process is not None, "launch() first"
         while time.monotonic() < deadline:
@@ -162,8 +163,9 @@ class Instance:
                     f"instance {self.name} exited with {process.returncode}:\n{self.log_tail()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.get(f"{self.base_url}/healthz", timeout=2, trust_env=False)
-                if answer.status_code == 200 and answer.json().get("name") == self.name:
+                ready = httpx.get(f"{self.base_url}/readyz", timeout=2, trust_env=False)
+                named = httpx.get(f"{self.base_url}/instance", timeout=2, trust_env=False)
+                if ready.status_code == 200 and named.json().get("name") == self.name:
                     return
             time.sleep(0.05)
         raise RuntimeError(f"instance {self.name} not ready in time:\n{self.log_tail()}")

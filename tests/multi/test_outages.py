@@ -61,7 +61,11 @@ class Record:
     """Answers by phase (``before``, ``during``, ``after``), probe and instance."""
 
     statuses: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
+    sequences: dict[tuple[str, str, str], list[int]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     bodies: dict[tuple[str, str, str], httpx.Response] = field(default_factory=dict)
+    refused: dict[tuple[str, str, str], httpx.Response] = field(default_factory=dict)
     recovered_after: dict[str, float] = field(default_factory=dict)
     down_for: float = 0.0
     logs: str = ""
@@ -69,7 +73,10 @@ class Record:
 
     def note(self, phase: str, probe: str, name: str, answer: httpx.Response) -> int:
         self.statuses[(phase, probe)].append(answer.status_code)
+        self.sequences[(phase, probe, name)].append(answer.status_code)
         self.bodies.setdefault((phase, probe, name), answer)
+        if answer.status_code >= 400:
+            self.refused.setdefault((phase, probe, name), answer)
         return answer.status_code
 
     def of(self, phase: str, probe: str) -> set[int]:
@@ -99,6 +106,37 @@ def _recover(record: Record, up_at: float, probe: Callable[[str], httpx.Response
                 record.recovered_after[name] = round(time.monotonic() - up_at, 3)
                 pending.discard(name)
         time.sleep(0.05)
+
+
+def _probe_health(record: Record, phase: str, browser: Browser) -> None:
+    for name in NAMES:
+        record.note(phase, "live", name, browser.get("/healthz", on=name))
+        record.note(phase, "ready", name, browser.get("/readyz", on=name))
+
+
+def _ready_again(record: Record, browser: Browser) -> None:
+    """Readiness back on every instance (its answer is cached for a second)."""
+    deadline = time.monotonic() + RECOVERY_DEADLINE
+    for name in NAMES:
+        while record.note("after", "ready", name, browser.get("/readyz", on=name)) != 200:
+            assert time.monotonic() < deadline, f"{name} not ready again"
+            time.sleep(0.1)
+
+
+def _assert_health(record: Record, failed: str) -> None:
+    """Alive throughout; not ready during the outage, naming only the failed check."""
+    for phase in ("before", "during", "after"):
+        assert record.of(phase, "live") == {200}, phase
+    assert record.of("before", "ready") == {200}
+    for name in NAMES:
+        # Readiness is cached for a second: ready at first, then not ready until the end.
+        during = record.sequences[("during", "ready", name)]
+        first = during.index(503)
+        assert set(during[:first]) <= {200}, during
+        assert set(during[first:]) == {503}, during
+        assert record.sequences[("after", "ready", name)][-1] == 200
+    checks = record.refused[("during", "ready", "X")].json()["checks"]
+    assert {name for name, state in checks.items() if state != "ok"} == {failed}, checks
 
 
 # --- Redis ---------------------------------------------------------------------------------
@@ -131,6 +169,7 @@ def _redis_outage(cluster: Cluster, browser: Browser, server: RedisServer, recor
     for name in NAMES:
         record.note("before", "login_start", name, _login_start(browser, name))
         record.note("before", "whoami", name, browser.whoami(tokens["access_token"], on=name))
+    _probe_health(record, "before", browser)
 
     server.stop()
     down_at = time.monotonic()
@@ -143,6 +182,7 @@ def _redis_outage(cluster: Cluster, browser: Browser, server: RedisServer, recor
             record.note("during", "whoami", name, browser.whoami(tokens["access_token"], on=name))
             active = browser.get("/active", on=name, headers=bearer(tokens["access_token"]))
             record.note("during", "active", name, active)
+        _probe_health(record, "during", browser)
         time.sleep(0.1)
     for name in NAMES:
         record.note("during", "code", name, pending.redeem(browser, pending_code, on=name))
@@ -155,6 +195,8 @@ def _redis_outage(cluster: Cluster, browser: Browser, server: RedisServer, recor
     up_at = time.monotonic()
     record.down_for = round(up_at - down_at, 3)
     _recover(record, up_at, lambda name: _login_start(browser, name), 303)
+    _ready_again(record, browser)
+    _probe_health(record, "after", browser)
     for name in NAMES:
         record.note("after", "whoami", name, browser.whoami(tokens["access_token"], on=name))
         record.note("after", "password", name, password_grant(browser, on=name))
@@ -197,6 +239,10 @@ def test_redis_down_access_tokens_refresh_and_revocation_checks_keep_working(
     # Refresh families and revocations are in PostgreSQL: neither needs Redis.
     assert redis_outage.of("during", "refresh") == {200}
     assert redis_outage.of("during", "active") == {200}
+
+
+def test_redis_down_instances_stay_alive_and_report_redis_not_ready(redis_outage: Record) -> None:
+    _assert_health(redis_outage, "redis")
 
 
 def test_redis_back_every_instance_recovers_without_restart(redis_outage: Record) -> None:
@@ -251,6 +297,7 @@ def _postgres_outage(
     tokens = password_grant(browser, on="X").json()
     for name in NAMES:
         record.note("before", "whoami", name, browser.whoami(tokens["access_token"], on=name))
+    _probe_health(record, "before", browser)
     server.stop()
     down_at = time.monotonic()
     while time.monotonic() < down_at + OUTAGE:
@@ -262,6 +309,7 @@ def _postgres_outage(
             record.note(
                 "during", "refresh", name, refresh_grant(browser, tokens["refresh_token"], on=name)
             )
+        _probe_health(record, "during", browser)
         time.sleep(0.1)
     # More password attempts than the account may fail, each refused by the outage. The
     # built-in Swagger UI client needs no lookup in PostgreSQL: the grant reaches the account.
@@ -282,6 +330,8 @@ def _postgres_outage(
         return answer
 
     _recover(record, up_at, refresh, 200)
+    _ready_again(record, browser)
+    _probe_health(record, "after", browser)
     for name in NAMES:
         record.note("after", "whoami", name, browser.whoami(tokens["access_token"], on=name))
         record.note("after", "password", name, password_grant(browser, on=name, client_id=SWAGGER))
@@ -305,6 +355,12 @@ def test_postgres_down_the_token_endpoint_answers_503(postgres_outage: Record) -
     assert int(body.headers["retry-after"]) >= 1
     limit = ISSUER_OPTIONS["password_failures_per_account"]
     assert record.statuses[("during", "password")][:limit] == [503] * limit
+
+
+def test_postgres_down_instances_stay_alive_and_report_the_store_not_ready(
+    postgres_outage: Record,
+) -> None:
+    _assert_health(postgres_outage, "store")
 
 
 def test_postgres_back_every_instance_recovers_without_restart(postgres_outage: Record) -> None:
@@ -338,7 +394,7 @@ def test_no_store_password_or_token_in_the_answers_or_the_logs(
 ) -> None:
     record: Record = request.getfixturevalue(outage)
     assert "unavailable" in record.logs  # the outage was logged, by its reason
-    refusals = [answer for answer in record.bodies.values() if answer.status_code >= 400]
+    refusals = list(record.refused.values())
     assert {answer.status_code for answer in refusals} >= {503}
     bodies = "".join(f"{answer.headers}{answer.text}" for answer in refusals)
     assert_no_secret(record.logs + bodies, record.secrets | SECRETS)
