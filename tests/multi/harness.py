@@ -381,6 +381,14 @@ class Prober:
                     self.answers[instance.name].append(status)
                 self._stop.wait(self._pause)
 
+    def wait_for_more(self, count: int, timeout: float = 5.0) -> None:
+        """Return once every instance answered ``count`` more requests than now."""
+        goal = {name: len(answers) + count for name, answers in self.answers.items()}
+        deadline = time.monotonic() + timeout
+        while any(len(self.answers[name]) < n for name, n in goal.items()):
+            assert time.monotonic() < deadline, "the prober is stuck"
+            time.sleep(0.005)
+
     def __enter__(self) -> Prober:
         self._thread.start()
         return self

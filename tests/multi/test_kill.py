@@ -106,8 +106,10 @@ def kill_in_the_middle(
             timeout=STALL_TIMEOUT,
             alive=victim,
         )
+        prober.wait_for_more(3)  # the others serve while the victim is stuck ...
         victim.kill()
         lost = request.join()
+        prober.wait_for_more(3)  # ... and once it is gone
     assert isinstance(lost, httpx.TransportError), lost  # the answer never came
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{victim.base_url}/healthz", timeout=2)
