@@ -165,7 +165,7 @@ def provider_login(auth: Authorization, browser: Browser, *, start: str, callbac
 def password_grant(
     browser: Browser,
     *,
-    on: str,
+    on: str | None,
     username: str = LOCAL_USER,
     password: str = LOCAL_PASSWORD,
     client_id: str = CLI,

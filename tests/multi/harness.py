@@ -278,6 +278,8 @@ class Browser:
         self.cluster = cluster
         self.http = httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False)
         self._turns = itertools.cycle(list(names or cluster.names))
+        self.served_by: list[str] = []
+        """The instance each request to the app went to, in order."""
 
     def close(self) -> None:
         self.http.close()
@@ -299,6 +301,7 @@ class Browser:
             assert on is None, f"{target} is not the app's"
             return target
         name = on or next(self._turns)
+        self.served_by.append(name)
         return self.cluster[name].base_url + path
 
     def request(
