@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import httpx
 import pytest
@@ -69,7 +69,7 @@ def _whoami(instance: Instance, token: str) -> httpx.Response:
 def _unknown_kid_token(cluster: Cluster) -> str:
     """A token in the app's shape naming a key nobody has (its signature is noise)."""
 
-    def part(value: dict[str, object]) -> str:
+    def part(value: Mapping[str, object]) -> str:
         raw = json.dumps(value, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 

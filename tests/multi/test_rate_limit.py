@@ -9,6 +9,7 @@ once (five per instance), exactly 5 attempts are judged and every other one is r
 from __future__ import annotations
 
 import secrets
+from functools import partial
 
 import httpx
 
@@ -71,9 +72,7 @@ def test_attempts_fired_at_once_on_every_instance_are_judged_limit_times_in_all(
             assert lane.get("/healthz", on=name).status_code == 200
         timed = at_once(
             [
-                lambda lane=lane, name=name: password_grant(
-                    lane, on=name, username=username, password="wrong"
-                )
+                partial(password_grant, lane, on=name, username=username, password="wrong")
                 for lane, name in lanes
             ]
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -64,7 +65,7 @@ def send_at_once(
     lanes: Callable[[str], Browser], token: str, names: str
 ) -> tuple[list[httpx.Response], list[Timed]]:
     clients = [(lanes(name), name) for name in names]
-    timed = at_once([lambda b=b, n=n: refresh_grant(b, token, on=n) for b, n in clients])
+    timed = at_once([partial(refresh_grant, b, token, on=n) for b, n in clients])
     answers = [t.result for t in timed]
     assert all(isinstance(a, httpx.Response) for a in answers), answers
     return answers, timed
