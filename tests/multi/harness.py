@@ -36,8 +36,9 @@ from typing import Any, TypeVar
 import httpx
 from sqlalchemy.engine import make_url
 
-from multi.app import ENV
 from store_support import run_async
+
+from .app import ENV
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0
@@ -71,7 +72,7 @@ def assert_no_secret(text: str, secrets: Iterable[str]) -> None:
     assert found == [], f"{len(found)} secrets in the text: {found}"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGKILL when the test process dies (Linux prctl)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -147,7 +148,7 @@ class Instance:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 pass_fds=(fd,),
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads depend on it
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads depend on it
             )
         sock.close()
         self._socket = None

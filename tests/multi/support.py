@@ -46,7 +46,7 @@ from .flows import (
     UPSTREAM_PASSWORD,
     UPSTREAM_USER,
 )
-from .harness import Cluster, sql, stop_process
+from .harness import Cluster, die_with_parent, sql, stop_process
 
 STORE_MODE = os.environ.get("AUTHBRIDGE_MULTI_STORE", "postgres+redis")
 """``postgres+redis`` or ``postgres``: where the instances keep ephemeral state."""
@@ -299,6 +299,7 @@ class RedisServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads depend on it
             )
         deadline = time.monotonic() + timeout
         while not _answers(self.port, b"PING\r\n", b"+PONG", b"-NOAUTH"):

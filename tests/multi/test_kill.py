@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +92,13 @@ def kill_in_the_middle(
     when: str,
     send: Any,
     access_token: str,
-) -> dict[str, list[int]]:
-    """Arm the stall, send, wait for it, kill -9; A, B and C are asked all along.
+    then: Callable[[], httpx.Response],
+) -> tuple[dict[str, list[int]], httpx.Response]:
+    """Arm the stall, send, wait for it, kill -9, then at once ``then()`` (the client's
+    retry); A, B and C are asked all along.
 
-    Returns what A, B and C answered (``/whoami`` with ``access_token``) meanwhile.
+    Returns what A, B and C answered (``/whoami`` with ``access_token``) meanwhile, and
+    what ``then`` returned.
     """
     (control / f"{victim.name}.{operation}").write_text(when)
     others = [cluster[name] for name in NAMES]
@@ -106,14 +109,21 @@ def kill_in_the_middle(
             timeout=STALL_TIMEOUT,
             alive=victim,
         )
+        stalled = time.monotonic()
         prober.wait_for_more(3)  # the others serve while the victim is stuck ...
         victim.kill()
         lost = request.join()
+        assert isinstance(lost, httpx.TransportError), lost  # the answer never came
+        retried = then()
+        answered = time.monotonic()
         prober.wait_for_more(3)  # ... and once it is gone
-    assert isinstance(lost, httpx.TransportError), lost  # the answer never came
+    print(
+        f"kill -9 {operation} {when}: retry answered {retried.status_code} "
+        f"{answered - stalled:.3f} s after the stall was reached"
+    )
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{victim.base_url}/healthz", timeout=2)
-    return prober.answers
+    return prober.answers, retried
 
 
 def assert_served(answers: dict[str, list[int]], case: str) -> None:
@@ -146,24 +156,23 @@ def test_killed_in_the_middle_of_a_refresh(
     family = family_of(cluster, token)["id"]
     victim = victims[VICTIMS[("advance", when)]]
 
-    served = kill_in_the_middle(
+    rotated = when == "after"
+    form = {"grant_type": "refresh_token", "client_id": "cli", "refresh_token": token}
+
+    def retry_on_b() -> httpx.Response:
+        # After: the rotation was stored, its answer lost. Before: nothing was written.
+        assert generations(cluster, family) == ([0, 1] if rotated else [0])
+        return browser.token(form, on="B")
+
+    served, retry = kill_in_the_middle(
         cluster,
         victim,
         control,
         "advance",
         when,
-        lambda b: b.token(
-            {"grant_type": "refresh_token", "client_id": "cli", "refresh_token": token},
-            on=victim.name,
-        ),
+        lambda b: b.token(form, on=victim.name),
         tokens["access_token"],
-    )
-    # After: the rotation was stored, its answer lost. Before: nothing was written.
-    rotated = when == "after"
-    assert generations(cluster, family) == ([0, 1] if rotated else [0])
-
-    retry = browser.token(
-        {"grant_type": "refresh_token", "client_id": "cli", "refresh_token": token}, on="B"
+        retry_on_b,
     )
     assert retry.status_code == 200, retry.text  # a sibling (after) or the rotation (before)
     state = family_of(cluster, token)
@@ -205,7 +214,13 @@ def test_killed_in_the_middle_of_a_code_redemption(
     hashed = code_hash(code)
     victim = victims[VICTIMS[("take", when)]]
 
-    served = kill_in_the_middle(
+    families = "SELECT generation, revoked_at FROM authbridge_refresh_families WHERE id = $1"
+
+    def retry_on_b() -> httpx.Response:
+        assert sql(cluster.store_url, families, family_id(hashed)) == []  # nothing issued
+        return auth.redeem(browser, code, on="B")
+
+    served, retry = kill_in_the_middle(
         cluster,
         victim,
         control,
@@ -213,12 +228,9 @@ def test_killed_in_the_middle_of_a_code_redemption(
         when,
         lambda b: auth.redeem(b, code, on=victim.name),
         login.json()["access_token"],
+        retry_on_b,
     )
     assert_served(served, f"code {when}")
-    families = "SELECT generation, revoked_at FROM authbridge_refresh_families WHERE id = $1"
-    assert sql(cluster.store_url, families, family_id(hashed)) == []  # nothing issued
-
-    retry = auth.redeem(browser, code, on="B")
     if when == "before":
         # The code was never taken: the retry redeems it, once.
         assert retry.status_code == 200, retry.text
