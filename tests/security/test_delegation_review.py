@@ -266,6 +266,23 @@ async def test_a_revoked_user_token_creates_no_delegation(h: Harness) -> None:
     assert await stored(h) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "GET and DELETE /me/delegations authenticate with auth.direct_principal, which (like "
+        "auth.principal) never checks RFC 7009 revocation: a revoked access token still lists "
+        "the user's delegations (actors, labels) and revokes them"
+    ),
+)
+async def test_a_revoked_user_token_neither_lists_nor_revokes(h: Harness) -> None:
+    made = await delegate(h)
+    token = h.own_token()
+    await h.client.post("/oauth/revoke", data={"client_id": "spa", "token": token})
+    assert (await h.listed(token)).status_code == 401
+    assert (await h.revoke(token, made["delegation"]["id"])).status_code == 401
+    assert all(d.active(h.runtime.clock()) for d in await stored(h))
+
+
 async def test_a_token_of_a_revoked_delegation_creates_nothing(h: Harness) -> None:
     parent = await delegate(h, may_delegate=True)
     await h.revoke(h.own_token(), parent["delegation"]["id"])
@@ -490,3 +507,33 @@ async def test_a_forged_cross_site_request_with_the_session_cookie_changes_nothi
         stolen = await h.client.get("/me/delegations", headers={"sec-fetch-site": "cross-site"})
         assert stolen.status_code == 403
         assert all(d.active(h.runtime.clock()) for d in await stored(h))
+
+
+# --- the policy --------------------------------------------------------------------------------
+
+
+def garage_policy(request: Any) -> bool:
+    """docs/delegation.md's example: only the known robots, only for the garage."""
+    return request.actor in {ROBOT, HUB} and request.scopes <= {"garage:open"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Delegations._create lets the policy's True stand in for the parent's may_delegate: "
+        "with docs/delegation.md's restricting policy (which never looks at request.chain), a "
+        "robot whose user said may_delegate=false hands the delegation on to another robot"
+    ),
+)
+async def test_a_restricting_policy_does_not_let_robots_pass_delegations_on(
+    sqlite_store_url: str,  # noqa: F811
+    fake_issuer: FakeIssuer,
+) -> None:
+    async with running(
+        sqlite_store_url, fake_issuer, issuer_options={"delegation_policy": garage_policy}
+    ) as h:
+        made = await delegate(h, may_delegate=False)
+        refusal(await h.create(h.own_token(), scope="items:read"), 403, "access_denied")
+        passed_on = await h.create(made["token"]["access_token"], actor=HUB)
+        refusal(passed_on, 403, "access_denied")
+        assert [d.actor for d in await stored(h)] == [ROBOT]

@@ -8,6 +8,7 @@ delegations, and ``act`` in other providers' tokens. A real app on a SQLite file
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -116,6 +117,16 @@ async def test_act_may_act_and_foreign_actor_tokens_are_refused(h: Harness) -> N
     assert claims_of(ok.json()["access_token"])["act"] == {"sub": ROBOT, "client_id": ROBOT}
 
 
+async def test_a_revoked_or_foreign_subject_token_is_not_exchanged(h: Harness) -> None:
+    await delegate(h)
+    revoked = h.own_token()
+    await h.client.post("/oauth/revoke", data={"client_id": "spa", "token": revoked})
+    refused(await exchange(h, revoked))
+    refused(await exchange(h, h.fake.token(subject=ALICE, scopes=["garage:open"])))
+    refused(await exchange(h, revoked, subject_token_type="urn:ietf:params:oauth:token-type:jwt"))
+    refused(await exchange(h, h.own_token(), requested_token_type="urn:x:refresh_token"))
+
+
 # --- escalation through the exchange -----------------------------------------------------
 
 
@@ -204,6 +215,38 @@ async def test_a_chain_is_at_most_four_actors_and_needs_may_delegate(h: Harness)
     await h.revoke(h.own_token(), made["delegation"]["id"])
     assert (await h.garage(token)).status_code == 401
     refused(await exchange(h, token, client=(EXTRA_ROBOTS[2], secrets[EXTRA_ROBOTS[2]])))
+
+
+# --- refresh families of delegations ---------------------------------------------------------
+
+
+async def test_a_delegated_refresh_never_widens_and_ends_with_the_delegation(h: Harness) -> None:
+    made = await delegate(h, expires_in=1)
+    refresh_token = made["token"]["refresh_token"]
+    assert claims_of(made["token"]["access_token"])["exp"] <= made["delegation"]["expires_at"]
+    for form in ({"scope": "garage:open items:read"}, {"resource": "https://x.example"}):
+        answer = await h.client.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token, **form},
+            auth=(ROBOT, h.robot_secret),
+        )
+        assert answer.status_code == 400, answer.text
+    # A refresh keeps act and did (a robot never turns into the user by refreshing).
+    ignored = await h.client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "act": "x"},
+        auth=(ROBOT, h.robot_secret),
+    )
+    if ignored.status_code == 200:
+        claims = claims_of(ignored.json()["access_token"])
+        assert claims["act"] == {"sub": ROBOT, "client_id": ROBOT}
+        assert claims["did"] == made["delegation"]["id"]
+        assert claims["exp"] <= made["delegation"]["expires_at"]
+        refresh_token = ignored.json()["refresh_token"]
+    await asyncio.sleep(max(0.0, made["delegation"]["expires_at"] - h.runtime.clock()) + 0.05)
+    assert (await h.refresh(refresh_token)).status_code == 400
+    refused(await exchange(h, h.own_token()))
+    assert (await h.listed(h.own_token())).json() == {"delegations": []}
 
 
 # --- changes of rights after the delegation ---------------------------------------------
