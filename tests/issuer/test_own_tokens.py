@@ -405,6 +405,26 @@ async def test_unknown_kids_reload_at_most_once_per_cooldown(app: App, clock: Cl
     assert calls.count("keys.list") == 2
 
 
+async def test_a_new_key_right_after_an_unknown_kid_waits_for_the_next_reload(
+    apps: list[App], store_url: str, clock: Clock
+) -> None:
+    one = await app_on(apps, store_url, clock)
+    two = await app_on(apps, store_url, clock)
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    made_up = _sign_es256(stranger, {"alg": "ES256", "kid": "kid-x", "typ": "at+jwt"}, one.claims())
+    calls, _ = watch_store(one)
+    with pytest.raises(InvalidToken):
+        await one.server.verify(made_up)  # a reload is spent on it
+    assert calls.count("keys.list") == 1
+    await two.runtime.keys.rotate(immediately=True)  # signs with a new key at once
+    theirs = two.mint(subject="user-new")
+    assert (await one.server.verify(theirs)).subject == "user-new"  # not refused: reloaded
+    assert calls.count("keys.list") == 2
+    with pytest.raises(InvalidToken):
+        await one.server.verify(made_up)  # looked for a moment ago: no reload
+    assert calls.count("keys.list") == 2
+
+
 async def test_an_unknown_kid_while_the_store_is_down_is_503_not_401(
     app: App, clock: Clock
 ) -> None:

@@ -409,6 +409,32 @@ async def test_failures_per_account(
     assert (await runtime.token(request()))["access_token"]
 
 
+async def test_an_unreachable_account_store_counts_no_failure(
+    sqlite_store: str,
+    clock: Clock,
+    runtimes: list[IssuerRuntime],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The accounts' store is down while the counters answer (as with Redis beside
+    # PostgreSQL): no password was tested, so nothing may count against the account.
+    runtime = await start_runtime(
+        sqlite_store, clock, password_failures_per_account=2, password_window=60
+    )
+    runtimes.append(runtime)
+    await add_user(runtime, "alice")
+    real = runtime.store.users.by_username
+
+    async def down(username: str) -> UserRecord | None:
+        raise StoreUnavailable("database:unreachable")
+
+    monkeypatch.setattr(runtime.store.users, "by_username", down)
+    for _ in range(5):
+        error = await refused(runtime, request())
+        assert (error.status, error.error) == (503, "temporarily_unavailable")
+    monkeypatch.setattr(runtime.store.users, "by_username", real)
+    assert (await runtime.token(request()))["access_token"]  # not locked
+
+
 async def test_unknown_usernames_are_limited_by_normalised_name(
     sqlite_store: str, clock: Clock, runtimes: list[IssuerRuntime]
 ) -> None:

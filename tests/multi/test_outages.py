@@ -42,7 +42,6 @@ from .flows import (
 from .harness import SECRETS, Browser, Cluster, assert_no_secret
 from .support import (
     ISSUER_OPTIONS,
-    STORE_MODE,
     PostgresServer,
     RedisServer,
     open_cluster,
@@ -374,13 +373,6 @@ def test_postgres_back_every_instance_recovers_without_restart(postgres_outage: 
     )
 
 
-@pytest.mark.xfail(
-    STORE_MODE == "postgres+redis",
-    strict=True,
-    reason="check_password counts the attempt in Redis before reading the account from "
-    "PostgreSQL and gives nothing back when that read fails: attempts answered 503 during a "
-    "PostgreSQL outage count as failed passwords and lock the account afterwards",
-)
 def test_postgres_down_password_attempts_do_not_lock_the_account(postgres_outage: Record) -> None:
     # More attempts than the failure limit, none of which could check a password: each is
     # 503, and the right password works once the database is back.

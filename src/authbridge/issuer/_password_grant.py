@@ -153,7 +153,13 @@ async def check_password(
 
     # A control character (NUL, which PostgreSQL's text refuses) names no account:
     # no lookup, but the same hash and answer as an unknown user.
-    user = await runtime.users.by_username(name) if _storable(name) else None
+    try:
+        user = await runtime.users.by_username(name) if _storable(name) else None
+    except StoreUnavailable:
+        # No password was tested: an outage of the accounts' store (the counters may
+        # live elsewhere, in Redis) must not lock the account afterwards.
+        await _refund(runtime, key, window_end)
+        raise
     stored: str | None = None
     reason = "unknown_user"
     if user is not None:

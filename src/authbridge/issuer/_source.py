@@ -14,7 +14,9 @@ as bearer tokens they are refused here at once, without a store lookup.
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from .._shared import SharedTasks, within
@@ -29,7 +31,14 @@ if TYPE_CHECKING:
     from ._runtime import IssuerRuntime
 
 UNKNOWN_KID_COOLDOWN = 5.0
-"""Seconds between two key reloads caused by tokens with an unknown ``kid``."""
+"""Seconds a ``kid`` that a reload did not find is refused without another reload."""
+
+MIN_RELOAD_INTERVAL = 1.0
+"""Seconds between two key reloads caused by tokens with an unknown ``kid``: a request
+for a ``kid`` not looked for yet waits for the next reload instead of being refused."""
+
+MISSED_KIDS = 1024
+"""How many ``kid`` values that reloads did not find are remembered (oldest forgotten)."""
 
 ACCEPTED_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 
@@ -74,6 +83,8 @@ class OwnTokenSource:
         self.max_token_bytes = self._policy.max_token_bytes
         self._reloading: SharedTasks[None] = SharedTasks()
         self._reloaded_at: float | None = None
+        self._reloads = 0
+        self._missed: OrderedDict[str, float] = OrderedDict()
         self._failed: StoreUnavailable | None = None
 
     def __repr__(self) -> str:
@@ -139,9 +150,11 @@ class OwnTokenSource:
             return verified
         try:
             alg, kid = self._header(parsed, token_length)
-            await self._reload_keys()
+            reloaded = await self._reload_keys(kid)
             keyset = self.runtime.keys.keyset
             if not keyset.has_kid(kid):
+                if reloaded:
+                    self._remember_missed(kid)
                 raise InvalidToken("unknown_key", detail={"kid": kid})
             return self._finish(parsed, alg, kid, keyset)
         except InvalidToken as exc:
@@ -170,28 +183,66 @@ class OwnTokenSource:
         check_claims(claims, self._policy, self.runtime.clock())
         return Verified(self.provider.principal_from(claims), float(claims["exp"]), keyset)
 
-    async def _reload_keys(self) -> None:
-        """One shared reload, at most every `UNKNOWN_KID_COOLDOWN` seconds.
+    async def _reload_keys(self, kid: str) -> bool:
+        """Reload the keys from the store for a token naming ``kid``, which they lack.
+
+        One shared reload at a time, at most every `MIN_RELOAD_INTERVAL` seconds:
+        a request arriving sooner waits for the next one rather than being refused
+        (another instance may have added the key a moment ago, after an unrelated
+        reload). A ``kid`` that a reload did not find is refused without another
+        reload for `UNKNOWN_KID_COOLDOWN` seconds, so made-up tokens cost at most
+        one store query per interval and a wait of at most one interval.
+
+        Returns:
+            Whether a reload answered this request (``False``: the ``kid`` was
+            looked for a moment ago).
 
         Raises:
-            ProviderUnavailable: the reload failed (now, or within the cooldown).
+            ProviderUnavailable: the reload failed (now, or within the interval).
         """
-        if not self._reloading.running():
-            now = self.runtime.clock()
-            last = self._reloaded_at
-            if last is not None and within(now, last, UNKNOWN_KID_COOLDOWN):
-                if self._failed is not None:
-                    raise self._unavailable(self._failed, UNKNOWN_KID_COOLDOWN - (now - last))
-                return  # reloaded a moment ago: the kid is unknown
-            self._reloaded_at = now
+        now = self.runtime.clock()
+        missed = self._missed.get(kid)
+        if missed is not None and within(now, missed, UNKNOWN_KID_COOLDOWN):
+            if self._failed is not None:
+                raise self._unavailable(self._failed, UNKNOWN_KID_COOLDOWN - (now - missed))
+            return False  # looked for a moment ago: unknown
+        if self._reloading.running():
+            await self._reloading.run(self._reload_once)
+            return True
+        last = self._reloaded_at
+        if last is not None and within(now, last, MIN_RELOAD_INTERVAL):
+            if self._failed is not None:
+                raise self._unavailable(self._failed, MIN_RELOAD_INTERVAL - (now - last))
+            reloads = self._reloads
+            await asyncio.sleep(max(0.0, MIN_RELOAD_INTERVAL - (now - last)))
+            if self._reloads != reloads:
+                # A reload started while this request waited: its answer stands.
+                if self._reloading.running():
+                    await self._reloading.run(self._reload_once)
+                elif self._failed is not None:
+                    raise self._unavailable(self._failed, MIN_RELOAD_INTERVAL)
+                return True
+            if self._reloading.running():
+                await self._reloading.run(self._reload_once)
+                return True
+        self._reloads += 1
+        self._reloaded_at = self.runtime.clock()
         await self._reloading.run(self._reload_once)
+        return True
+
+    def _remember_missed(self, kid: str) -> None:
+        missed = self._missed
+        missed.pop(kid, None)
+        missed[kid] = self.runtime.clock()
+        while len(missed) > MISSED_KIDS:
+            missed.popitem(last=False)
 
     async def _reload_once(self) -> None:
         try:
             await self.runtime.keys.refresh()
         except StoreUnavailable as exc:
             self._failed = exc
-            raise self._unavailable(exc, UNKNOWN_KID_COOLDOWN) from None
+            raise self._unavailable(exc, MIN_RELOAD_INTERVAL) from None
         self._failed = None
 
     def _unavailable(self, exc: StoreUnavailable, retry_after: float) -> ProviderUnavailable:
