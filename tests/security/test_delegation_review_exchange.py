@@ -399,14 +399,6 @@ def laundering_app(store_url: str, fake: FakeIssuer) -> tuple[FastAPI, AuthBridg
     return app, auth
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client.SubjectTokens.resolve ignores Principal.actors: a provider's delegated token "
-        "(act: a service acting for the user) exchanged at /oauth/token comes back as the "
-        "user's own app token without act, which auth.direct_principal accepts"
-    ),
-)
 async def test_a_providers_delegated_token_is_not_laundered_by_the_exchange(
     sqlite_store_url: str,  # noqa: F811
     fake_issuer: FakeIssuer,

@@ -158,6 +158,8 @@ class SubjectTokens:
                 access token or the reverse, when that can be told),
                 ``own_token_not_exchangeable``, ``unknown_provider`` (no
                 exchange rule for the token's provider),
+                ``delegated_subject_token`` (the token carries ``act``: someone
+                acts for the user, it is not the user's own),
                 ``token_not_issued_to_us``, and those of
                 [Accounts.resolve][authbridge.client.Accounts.resolve].
             InvalidToken: the token does not verify.
@@ -175,6 +177,10 @@ class SubjectTokens:
         provider = self._providers.get(name)
         if provider is None:
             raise LoginError("unknown_provider", provider=name)
+        if principal.actors:
+            # An on-behalf-of token (RFC 8693 ``act``) is not the user's own: exchanged
+            # here it would come back as the user's token, without its actor.
+            raise LoginError("delegated_subject_token", provider=name)
         kind = token_kind(subject_token, principal.claims)
         if (subject_token_type == ACCESS_TOKEN_TYPE and kind == "id") or (
             subject_token_type == ID_TOKEN_TYPE and kind == "access"
