@@ -321,12 +321,6 @@ async def test_a_cancelled_call_never_hands_its_reply_to_the_next_one(
 # --- a failover: the old primary is now a read-only replica -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisEphemeral keeps pooled connections to a primary demoted to a read-only replica "
-    "after a failover: READONLY (ReadOnlyError) is a ResponseError, which redis-py does not "
-    "disconnect on, so every write fails until the process restarts",
-)
 async def test_after_a_failover_writes_recover_without_a_restart(servers: RedisServers) -> None:
     # A managed Redis failover (ElastiCache, Sentinel behind a DNS name, a Kubernetes
     # Service): the name now leads to the promoted server, the old primary stays up as a
@@ -361,11 +355,6 @@ async def test_after_a_failover_writes_recover_without_a_restart(servers: RedisS
         await link.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisEphemeral.ping() sends PING, which a read-only replica answers: readiness "
-    "(/readyz) says redis ok while every take, hit, put and first_use fails with READONLY",
-)
 async def test_ping_fails_where_the_store_cannot_write(servers: RedisServers) -> None:
     primary = servers.start()
     replica = servers.start("--replicaof", "127.0.0.1", str(primary))
@@ -385,13 +374,6 @@ async def test_ping_fails_where_the_store_cannot_write(servers: RedisServers) ->
 @pytest.mark.parametrize(
     ("operation", "life"),
     [("put", 1e16), ("first_use", 1e16), ("hit", 1e16), ("put", 1e307), ("hit", 1e307)],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisEphemeral's garbage-collection TTL (_Connection.ttl_ms) is not capped: a "
-    "finite expiry far in the future makes Redis refuse the PX/PEXPIRE (ResponseError -> "
-    "StoreUnavailable, 503) or overflows to OverflowError (500), where the SQL backend "
-    "stores the value",
 )
 async def test_a_far_future_expiry_is_stored_as_on_sql(
     redis_prefix: str, operation: str, life: float
@@ -437,12 +419,6 @@ async def test_non_finite_times_are_refused_before_redis(
         await ephemeral.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the HIT script formats the count with string.format('%d') on a Lua double: a cost "
-    "beyond 2**63 wraps to -2**63, so hit() returns a negative count (under any limit) where "
-    "it should refuse the cost or count it",
-)
 async def test_a_huge_cost_never_makes_a_negative_count(redis_prefix: str) -> None:
     ephemeral = await _direct(redis_prefix)
     try:

@@ -35,6 +35,13 @@ _PREFIX_BYTES = 128
 _ERROR_CODE = re.compile(r"[A-Z]{2,20}")
 """A Redis error reply's code (``READONLY``, ``OOM``, ``NOPERM``...): safe to log."""
 
+MAX_TTL_MS = 10 * 365 * 86_400 * 1000
+"""Longest garbage-collection TTL set on a key (10 years): the expiry itself is logical,
+so a longer life is kept as stored, only collected earlier (Redis refuses huge TTLs)."""
+
+MAX_COST = 2**53
+"""Largest ``|cost|`` of a rate-limit hit: counts stay exact integers in Lua's doubles."""
+
 
 class _Connection:
     """The client and scripts shared by the three aggregates of one RedisEphemeral."""
@@ -66,6 +73,7 @@ class _Connection:
         import redis.asyncio as aioredis  # noqa: PLC0415
         from redis.asyncio.retry import Retry  # noqa: PLC0415
         from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.exceptions import ReadOnlyError  # noqa: PLC0415
 
         timeout = self._socket_timeout
         try:
@@ -79,6 +87,10 @@ class _Connection:
                 # A command is sent once: a lost reply is an error, never a resend
                 # (a resent take, hit or put would not be the same call).
                 retry=Retry(NoBackoff(), 0),
+                # READONLY: a primary demoted to a replica by a failover. That connection
+                # is dropped (zero retries: the command is not resent), so the next one
+                # opened reaches whatever the address now leads to.
+                retry_on_error=[ReadOnlyError],
                 protocol=2,
                 health_check_interval=0,
                 decode_responses=False,
@@ -103,8 +115,17 @@ class _Connection:
         await pool.disconnect()
 
     def ttl_ms(self, seconds: float) -> int:
-        """A garbage-collection TTL for a value living ``seconds`` more (at least 1 ms)."""
-        return max(1, math.ceil((max(seconds, 0.0) + self.gc_grace) * 1000))
+        """A garbage-collection TTL for a value living ``seconds`` more.
+
+        At least 1 ms and at most [MAX_TTL_MS][authbridge.store._redis.MAX_TTL_MS]; the
+        callers have checked ``seconds`` is finite (a NaN is refused here too).
+        """
+        total = max(float(seconds), 0.0) + self.gc_grace
+        if not math.isfinite(total):
+            raise ValueError("a lifetime must be a finite number of seconds")
+        if total * 1000 >= MAX_TTL_MS:
+            return MAX_TTL_MS
+        return max(1, math.ceil(total * 1000))
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
@@ -210,6 +231,8 @@ class RedisRateLimits:
         """
         if not window > 0 or not math.isfinite(window):
             raise ValueError("window must be a positive number of seconds")
+        if not -MAX_COST <= int(cost) <= MAX_COST:
+            raise ValueError(f"cost must be between -2**53 and 2**53 ({MAX_COST})")
         name = self._prefix + _key_bytes(key)
         args: list[str | int] = [_time(now, "now"), int(cost), _time(now + window, "window")]
         args.append(self._c.ttl_ms(window))
@@ -298,7 +321,11 @@ class RedisEphemeral:
     URL or its password) within about ``socket_timeout`` when Redis is down or
     stalls (at most three times that when the pool is also full and the
     connection must be opened). A pooled connection that Redis closed is
-    replaced at its next use, so the same object works again once Redis is back.
+    replaced at its next use, so the same object works again once Redis is back;
+    one answered ``READONLY`` (a primary demoted by a failover) is dropped, so
+    the next call reaches whatever the address now leads to. A lifetime above
+    10 years is kept as stored (the expiry is logical) but collected after 10
+    years; a rate-limit ``cost`` is at most 2**53 either way.
     Use one event loop between the first call and
     [aclose][authbridge.store.RedisEphemeral.aclose] (after it, any).
 
@@ -354,6 +381,7 @@ class RedisEphemeral:
             gc_grace=float(gc_grace),
         )
         encoded = prefix.encode("utf-8")
+        self._health = encoded + b"health"
         self.one_time: OneTimeStore = RedisOneTime(self._c, encoded)
         self.rate_limits: RateLimitStore = RedisRateLimits(self._c, encoded)
         self.replay: ReplayStore = RedisReplay(self._c, encoded)
@@ -375,13 +403,17 @@ class RedisEphemeral:
             await self._c.reopen()
 
     async def ping(self) -> None:
-        """Raise `StoreUnavailable` unless Redis answers now.
+        """Raise `StoreUnavailable` unless Redis accepts a write now.
+
+        The probe writes ``<prefix>health`` (expiring after 1 s), so a read-only
+        replica (a primary demoted by a failover) fails it as every take, hit and
+        put would (``redis:redis_error:READONLY``).
 
         Raises:
-            StoreUnavailable: Redis cannot be reached, stalls or refuses.
+            StoreUnavailable: Redis cannot be reached, stalls, refuses or cannot write.
         """
         with _mapped():
-            await self._c.client.ping()
+            await self._c.client.set(self._health, b"1", px=1000)
 
     async def purge(self, now: float) -> int:
         """Nothing to do: Redis deletes every key at the end of its TTL. Returns 0."""

@@ -39,6 +39,7 @@ local ends = state[2]
 if ends and tonumber(ends) > now then
   count = tonumber(state[1]) + cost
   if count < 0 then count = 0 end
+  if count > 9007199254740992 then count = 9007199254740992 end
   redis.call('HSET', KEYS[1], 'c', string.format('%d', count))
 else
   count = cost
@@ -50,7 +51,8 @@ end
 return {count, ends}
 """
 """Count in a fixed window: ARGV = now, cost, the end of a new window, its TTL (ms).
-Returns {count after the hit, the window's end as stored}."""
+Returns {count after the hit, the window's end as stored}. The count stays between 0
+and 2**53 (exact in a Lua double; the caller refuses a ``|cost|`` above 2**53)."""
 
 FIRST_USE = """
 local until_ = redis.call('GET', KEYS[1])
