@@ -197,15 +197,6 @@ async def test_odd_characters_in_an_actor_or_id_are_refused_on_postgresql(h: Har
         assert answer.status_code == 404, (delegation_id, answer.text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "_delegation_rules.actor_client looks up any actor string of at most 255 characters: "
-        "a NUL reaches PostgreSQL, which refuses it (CharacterNotInRepertoireError), and the "
-        "route answers 503 temporarily_unavailable with a store-outage warning in the log, "
-        "where client authentication refuses the same id by its RFC 6749 VSCHAR syntax"
-    ),
-)
 async def test_a_nul_in_the_actor_is_a_400_not_a_store_outage(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:

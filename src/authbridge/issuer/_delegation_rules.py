@@ -29,6 +29,8 @@ REVOKED_PREFIX = "dg:"
 """Replay-store key prefix of revoked delegations (``"dg:" + id``)."""
 
 _MAX_ACTOR_CHARS = 255
+# RFC 6749 Appendix A.1: a client_id is *VSCHAR (as client authentication checks it).
+_VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
 
 
 Actor = tuple[str, str | None]
@@ -159,10 +161,19 @@ async def live_delegation(
 async def actor_client(runtime: IssuerRuntime, actor: object) -> ClientRecord:
     """The registered, enabled, confidential client named ``actor``.
 
+    An ``actor`` no client id can be (empty, longer than 255 characters, or
+    with a character outside RFC 6749's VSCHAR, such as NUL) is refused before
+    any store access.
+
     Raises:
         OAuthError: ``invalid_request``: ``unknown_actor`` or ``public_actor``.
     """
-    if not isinstance(actor, str) or not actor or len(actor) > _MAX_ACTOR_CHARS:
+    if (
+        not isinstance(actor, str)
+        or not actor
+        or len(actor) > _MAX_ACTOR_CHARS
+        or not set(actor) <= _VSCHAR
+    ):
         raise refused("invalid_request", "The actor is not a registered client", "unknown_actor")
     client = await runtime.client(actor)
     if client is None or client.disabled:
