@@ -6,6 +6,7 @@ routes (``authbridge.fastapi``). Nothing here opens a connection.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -52,7 +53,7 @@ class LoginSettings:
         title: The chooser page's title.
 
     Raises:
-        ConfigurationError: a non-positive lifetime, an idle lifetime longer
+        ConfigurationError: a non-positive or infinite lifetime, an idle lifetime longer
             than the absolute one, a cookie name that is not a token, a
             return path that is not a plain path of this app.
     """
@@ -84,6 +85,10 @@ class LoginSettings:
             if not value >= MIN_TTL:
                 raise ConfigurationError(
                     "non_positive_duration", message=f"{label} must be at least {MIN_TTL} s"
+                )
+            if not math.isfinite(value):
+                raise ConfigurationError(
+                    "non_finite_duration", message=f"{label} must be a finite number of seconds"
                 )
         if self.session_idle_ttl > self.session_ttl:
             raise ConfigurationError(

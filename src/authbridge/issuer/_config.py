@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
@@ -259,6 +260,21 @@ class AppIssuer:
             if not value > 0:
                 raise ConfigurationError(
                     "non_positive_duration", message=f"{label} must be more than 0 seconds"
+                )
+        for label, value in (
+            ("access_token_ttl", access_token_ttl),
+            ("refresh_token_idle_ttl", refresh_token_idle_ttl),
+            ("refresh_token_ttl", refresh_token_ttl),
+            ("refresh_reuse_interval", refresh_reuse_interval),
+            ("authorization_code_ttl", authorization_code_ttl),
+            ("key_rotation_interval", key_rotation_interval),
+            ("jwks_max_age", jwks_max_age),
+            ("password_window", password_window),
+            ("delegation_max_ttl", delegation_max_ttl),
+        ):
+            if not math.isfinite(value):
+                raise ConfigurationError(
+                    "non_finite_duration", message=f"{label} must be a finite number of seconds"
                 )
         if refresh_reuse_interval < 0 or refresh_reuse_interval > 300:
             raise ConfigurationError(
