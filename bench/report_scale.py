@@ -117,6 +117,24 @@ def _refresh(refresh: dict[str, Any]) -> list[str]:
             f"| {_fmt(found['cpu_us_per_request']['instances'], 0)} "
             f"| {_fmt(found['postgres_sessions_per_1k_requests'], 1)} |"
         )
+    lines += [
+        "",
+        "The most 3 instances could give on these 2 cores: both cores over the CPU that the "
+        "instances, PostgreSQL and wrk spent per request in the 3-instance run, over the "
+        f"1-instance req/s: {_fmt(refresh.get('ratio_3_vs_1_ceiling'), 2)}{X} on PostgreSQL"
+        + (
+            f", {_fmt(refresh['ratio_3_vs_1_redis_ceiling'], 2)}{X} with Redis"
+            if refresh.get("ratio_3_vs_1_redis_ceiling") is not None
+            else ""
+        )
+        + f" (measured: {_fmt(refresh.get('ratio_3_vs_1'), 2)}{X}"
+        + (
+            f" and {_fmt(refresh['ratio_3_vs_1_redis'], 2)}{X}"
+            if refresh.get("ratio_3_vs_1_redis") is not None
+            else ""
+        )
+        + ").",
+    ]
     if refresh.get("redis_unavailable"):
         lines += ["", f"Redis rows not measured: {refresh['redis_unavailable']}."]
     loads = refresh["loads"]

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Run the authbridge benchmark suite (not part of CI); 5 to 6 minutes on 2 cores.
+# Run the authbridge benchmark suite (not part of CI); about 20 minutes on 2 cores.
 #   bash bench/run.sh            full run: writes bench/results.json and docs/benchmarks.md
 #   bash bench/run.sh --quick    smoke run: writes bench/out/results-quick.json only
+#   bash bench/run.sh --only scale --merge    one section, recorded beside the others
+# The scale section runs its own PostgreSQL cluster (initdb from /usr/lib/postgresql/*/bin,
+# as the postgres user when root) and redis-server when they are installed.
 # Installs wrk and Node.js (Debian packages) if missing and the "bench" and "postgres" extras into
 # the venv; the token benchmark installs npm oidc-provider into the cache the interop tests use.
 set -euo pipefail

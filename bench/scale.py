@@ -1,29 +1,34 @@
 """Scale: refresh rotation on 3 instances against 1, with a million families against a
 thousand, abandoned logins, and minting a delegated token; all in one run.
 
-Every server is its own process on 127.0.0.1, every database a fresh one on the local
-PostgreSQL (dropped afterwards), Redis a private ``redis-server`` (stopped afterwards):
+Every server is its own process on 127.0.0.1, every database a fresh one on the benchmark's
+own PostgreSQL cluster (``bench/scale_pg.py``), Redis a private ``redis-server``; all are
+stopped and removed afterwards:
 
 * ``scale_refresh_ratio_3_vs_1_instances``: three uvicorn instances (one worker each) of one
   issuer (same issuer URL, same key-encryption key, one database) against one of them alone,
-  under one ``wrk -t3`` whose threads each target an instance (``refresh_spread.lua``; all
-  three the same instance for the single-instance run), with as many fresh refresh families
-  as connections: every family has one request in flight at most and every request is a
+  10 connections per instance (the store's pool size), under one ``wrk`` whose threads each
+  target an instance (``refresh_spread.lua``), with as many fresh refresh families as
+  connections: every family has one request in flight at most and every request is a
   rotation (never the benign-race rule). Fresh families for every run (a run cut off by wrk
-  loses the tokens in flight), created through the store, so no password hashing anywhere.
-  The ratio is the median of per-round ratios of req/s. Measured on PostgreSQL alone and, when
-  ``authbridge.store._composite`` exists, with Redis for the ephemeral aggregates too;
+  loses the tokens in flight), created through the store: no password hashing anywhere. The
+  ratio is the median of per-round ratios of req/s. ``postgres_1_same_load`` puts the
+  3-instance load (30 connections) on the one instance. Measured on PostgreSQL alone and, when
+  ``authbridge.store._composite`` exists, with Redis for the ephemeral aggregates too.
+  ``ratio_3_vs_1_ceiling``: the same ratio on a machine doing nothing else, estimated from
+  the CPU each run spent per request (`_quiet_rps`);
 * ``refresh_p99_ratio_1m_vs_1k_families``: one instance on a database holding 1,000,000
   bulk-loaded refresh families (``bench/scale_db.py``) against one on a database holding
-  1,000, the same load on each (``wrk -t1``); p99 from wrk's latency distribution, the ratio
-  the median of per-round ratios. The refresh statements' plans are recorded (``EXPLAIN
-  (ANALYZE, BUFFERS)`` on the big database);
+  1,000, the same load on each; p99 from wrk's latency distribution, the ratio the median of
+  per-round ratios. The refresh statements' plans are recorded (``EXPLAIN (ANALYZE,
+  BUFFERS)`` on the big database);
 * ``login_transactions_peak_rss_mib``: see ``bench/scale_logins.py``;
 * ``delegation_issue_us``: see ``bench/delegation.py``.
 
-Every run records where the 2 cores went: the instances, PostgreSQL (the backends of the
-run's database and the server's own processes), wrk, this process, and everything else on the
-machine ("other": other people's work, which makes a run *disturbed* above 0.15 of a core).
+Every run records where the 2 cores went: the instances, PostgreSQL (every process of the
+private cluster, backends that ended during the run included), wrk, this process, and
+everything else on the machine ("other": other people's work, which makes a run *disturbed*
+above 0.15 of a core), and how many connections the instances' pools opened.
 
 ``python -m bench.scale`` prints the JSON; ``python -m bench --only scale --merge`` records it
 in ``bench/results.json`` and ``docs/benchmarks.md`` beside the other sections.
@@ -257,6 +262,28 @@ def _ratio(
     return round(median(a[field] / b[field] for a, b in pairs), 3)
 
 
+def _quiet_rps(run: dict[str, Any], instances: int) -> float:
+    """What a run's processes could answer per second with both cores to themselves: every
+    instance is one thread (at most one core each), and all of them, PostgreSQL and wrk
+    share 2 cores (CPU spent per request, as measured in the run)."""
+    per = run["cpu_us_per_request"]
+    total = per["instances"] + per["postgres"] + per["wrk"]
+    return min(instances * 1e6 / per["instances"], 2e6 / total)
+
+
+def _ceiling(runs: dict[str, dict[str, Any]], top: str, bottom: str) -> float | None:
+    """``top`` over ``bottom`` on a machine doing nothing else, from the CPU each spent per
+    request (median of per-round figures): `_quiet_rps` of each."""
+    if top not in runs or bottom not in runs:
+        return None
+    ratios = [
+        _quiet_rps(a, len(a["per_instance_cpu_cores"]))
+        / _quiet_rps(b, len(b["per_instance_cpu_cores"]))
+        for a, b in zip(runs[top]["rounds"], runs[bottom]["rounds"], strict=True)
+    ]
+    return round(median(ratios), 3)
+
+
 # -- the whole run ---------------------------------------------------------------------------
 
 
@@ -339,6 +366,8 @@ def refresh_section(cfg: ScaleConfig, workdir: Path, pg: scale_pg.Cluster) -> di
             name: asyncio.run(scale_db.snapshot(url))["stats"] for name, url in dbs.items()
         }
     results["ratio_3_vs_1"] = _ratio(runs, "postgres_3", "postgres_1")
+    results["ratio_3_vs_1_ceiling"] = _ceiling(runs, "postgres_3", "postgres_1")
+    results["ratio_3_vs_1_redis_ceiling"] = _ceiling(runs, "redis_3", "redis_1")
     results["ratio_3_vs_1_redis"] = _ratio(runs, "redis_3", "redis_1")
     results["p99_ratio_1m_vs_1k"] = _ratio(runs, "families_1m", "families_1k", "latency_p99_ms")
     other = max(r["cpu_cores"]["other"] for s in runs.values() for r in s["rounds"])
@@ -384,6 +413,7 @@ def headline(scale: dict[str, Any]) -> dict[str, Any]:
     if refresh := scale.get("refresh"):
         runs = refresh["scenarios"]
         out["scale_refresh_ratio_3_vs_1_instances"] = refresh["ratio_3_vs_1"]
+        out["scale_refresh_ratio_3_vs_1_ceiling_2_cores"] = refresh["ratio_3_vs_1_ceiling"]
         if refresh.get("ratio_3_vs_1_redis") is not None:
             out["scale_refresh_ratio_3_vs_1_instances_redis"] = refresh["ratio_3_vs_1_redis"]
         out["scale_refresh_rps"] = {key: found["rps"] for key, found in runs.items()}

@@ -1,8 +1,9 @@
 """Abandoned logins: the memory of one instance after 100,000 login starts never completed.
 
 One uvicorn instance of ``bench.login_app`` (browser login at GitHub, one worker) on a fresh
-PostgreSQL database, and, when ``authbridge.store._composite`` exists, a second one with Redis
-for the ephemeral aggregates (a private ``redis-server``). ``wrk -t1`` sends
+database of the benchmark's PostgreSQL cluster, and, when ``authbridge.store._composite``
+exists, a second one with Redis for the ephemeral aggregates (a private ``redis-server``).
+``wrk -t1`` sends
 ``GET /auth/login/github`` (``login_start.lua``), each request from an address of its own in
 ``X-Forwarded-For`` (the instance trusts 127.0.0.1 as its proxy), so the per-address limit on
 login starts refuses none: every request stores a login transaction and a rate-limit window
