@@ -290,6 +290,31 @@ def test_redact_url() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://h:6379/0?password={PASSWORD}", "redis://h:6379/0?password=***"),
+        (
+            f"unix:///run/r.sock?db=1&PassWord={PASSWORD}&x=1",
+            "unix:///run/r.sock?db=1&PassWord=***&x=1",
+        ),
+        (
+            f"postgresql+asyncpg://u:{PASSWORD}@h/db?pass%77ord={PASSWORD}",
+            "postgresql+asyncpg://u:***@h/db?pass%77ord=***",
+        ),
+        (f"redis://h/0?password=ab#{PASSWORD}", "redis://h/0?password=***#***"),
+        (f"redis://a@b:{PASSWORD}@h/0", "redis://a@b:***@h/0"),
+        ("redis://h/0?passwords=1&db=2", "redis://h/0?passwords=1&db=2"),
+        ("sqlite+aiosqlite:///x.db?mode=ro", "sqlite+aiosqlite:///x.db?mode=ro"),
+    ],
+)
+def test_redact_url_masks_every_password_and_keeps_the_rest(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    from authbridge.cli._stores import redacted  # noqa: PLC0415
+
+    assert redacted(url) == shown  # one rule for the command line's messages
+
+
+@pytest.mark.parametrize(
     ("env", "variable"),
     [
         ({STORE_VARIABLE: f"mysql://ab:{PASSWORD}@db/ab"}, STORE_VARIABLE),
@@ -421,8 +446,11 @@ def test_app_issuer_takes_every_setting(monkeypatch: pytest.MonkeyPatch) -> None
     for name, (raw, _) in SAMPLES.items():
         if not name.startswith(("login_", "redis_")) and name != "store_url":
             monkeypatch.setenv(_variable(name), raw)
+    # development mode from the environment is for a loopback issuer only (tested below)
+    monkeypatch.setenv("AUTHBRIDGE_DEVELOPMENT", "false")
     settings = AuthBridgeSettings()
     issuer = settings.app_issuer(scopes=["items:read"])
+    assert issuer.development is False
     assert issuer.issuer == ISSUER
     assert issuer.scopes == {"items:read": "items:read"}
     assert issuer.audience == "https://items.example.com"
@@ -433,7 +461,6 @@ def test_app_issuer_takes_every_setting(monkeypatch: pytest.MonkeyPatch) -> None
     )
     for name in (
         "migrate",
-        "development",
         "signing_algorithm",
         "access_token_ttl",
         "refresh_token_idle_ttl",
@@ -570,3 +597,78 @@ def test_login_settings_overrides_win() -> None:
     assert login.title == "Other"
     with pytest.raises(ConfigurationError, match="idle"):
         AuthBridgeSettings().login_settings(session_idle_ttl=10 * 3600)
+
+
+# --- finite, bounded lifetimes ----------------------------------------------------------------
+
+FLOAT_SETTINGS = sorted(
+    name for name, field in AuthBridgeSettings.model_fields.items() if field.annotation is float
+)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "Infinity"])
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+def test_no_float_setting_takes_a_non_finite_number(name: str, value: str) -> None:
+    error = refusal(**{_variable(name): value})
+    assert error.reason == "invalid_settings"
+    assert _variable(name) in str(error)
+
+
+@pytest.mark.parametrize(
+    ("name", "most"),
+    [
+        ("access_token_ttl", 86400.0),
+        ("refresh_token_idle_ttl", 3650 * 86400.0),
+        ("refresh_token_ttl", 3650 * 86400.0),
+        ("key_rotation_interval", 3650 * 86400.0),
+        ("jwks_max_age", 30 * 86400.0),
+        ("password_window", 30 * 86400.0),
+        ("login_transaction_ttl", 86400.0),
+        ("login_session_ttl", 3650 * 86400.0),
+    ],
+)
+def test_each_lifetime_has_a_maximum(name: str, most: float) -> None:
+    manual = {"key_rotation_interval": 0} if name == "jwks_max_age" else {}
+    assert getattr(AuthBridgeSettings(**{name: most}, **manual), name) == most
+    error = refusal(**{_variable(name): repr(most + 1)})
+    assert _variable(name) in str(error)
+
+
+def test_non_finite_durations_are_refused_in_code_too() -> None:
+    for name in ("access_token_ttl", "refresh_reuse_interval", "key_rotation_interval"):
+        with pytest.raises(ConfigurationError) as failed:
+            AppIssuer("http://127.0.0.1:8000", **{name: float("inf")})
+        assert failed.value.reason == "non_finite_duration", name
+    with pytest.raises(ConfigurationError) as failed:
+        LoginSettings(session_ttl=float("inf"))
+    assert failed.value.reason == "non_finite_duration"
+
+
+# --- development mode from the environment ----------------------------------------------------
+
+
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:8000", "http://localhost:8000"])
+def test_development_from_the_environment_is_for_a_loopback_issuer(
+    monkeypatch: pytest.MonkeyPatch, issuer: str
+) -> None:
+    monkeypatch.setenv("AUTHBRIDGE_ISSUER", issuer)
+    monkeypatch.setenv("AUTHBRIDGE_DEVELOPMENT", "true")
+    assert AuthBridgeSettings().app_issuer().development is True
+
+
+def test_development_from_the_environment_is_refused_for_a_public_issuer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTHBRIDGE_DEVELOPMENT", "true")
+    monkeypatch.setenv("AUTHBRIDGE_ISSUER", ISSUER)
+    error = refusal()
+    assert error.reason == "invalid_settings"
+    assert "AUTHBRIDGE_DEVELOPMENT" in str(error)
+    monkeypatch.delenv("AUTHBRIDGE_ISSUER")
+    settings = AuthBridgeSettings()  # no issuer yet: given to app_issuer
+    with pytest.raises(ConfigurationError) as failed:
+        settings.app_issuer(issuer=ISSUER)
+    assert "AUTHBRIDGE_DEVELOPMENT" in str(failed.value)
+    # in code, development mode stays the app's own choice
+    assert settings.app_issuer(issuer=ISSUER, development=True).development is True
+    assert AppIssuer(ISSUER, development=True).development is True

@@ -19,8 +19,8 @@ What stays in code (scopes, providers, hooks, your own user table) is passed to
 keyword arguments, which also override any setting.
 
 Secrets never show: the key-encryption keys are a ``SecretStr``, and the
-passwords of the store and Redis URLs are ``***`` in ``repr()``, ``str()`` and
-``model_dump()``. An invalid value is a
+passwords of the store and Redis URLs (in the userinfo or a ``password`` query
+parameter) are ``***`` in ``repr()``, ``str()`` and ``model_dump()``. An invalid value is a
 [ConfigurationError][authbridge.ConfigurationError] naming the variable,
 never repeating its value.
 """
@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -43,8 +43,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from ._urls import redact_url
 from .client._settings import LoginSettings, _cookie_name, _plain_path
 from .errors import ConfigurationError
+from .issuer._config import is_loopback_url
 from .issuer._kek import KeyEncryption
 from .metadata import check_issuer_url
 from .store import DEFAULT_STORE_URL
@@ -64,6 +66,14 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 """URL schemes of a Redis server (TCP, TLS, a Unix socket)."""
 
 DAY = 86400.0
+YEAR = 365 * DAY
+
+
+_PUBLIC_DEVELOPMENT = (
+    "AUTHBRIDGE_DEVELOPMENT: true only for a loopback issuer (localhost, 127.0.0.1): "
+    "development mode stores signing keys unencrypted; for a public issuer set "
+    "AUTHBRIDGE_KEY_ENCRYPTION_KEY (or pass app_issuer(development=True) in code)"
+)
 
 
 def _comma_list(value: Any) -> Any:
@@ -75,19 +85,6 @@ def _comma_list(value: Any) -> Any:
 
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
 """A list given as one comma-separated variable (``a,b``), not JSON."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _resource_uri(value: str) -> bool:
@@ -141,24 +138,28 @@ class AuthBridgeSettings(BaseSettings):
         migrate: Upgrade the store's schema when the app starts; ``False``
             when the deploy runs ``authbridge db upgrade``.
         development: Development mode (keys may be stored unencrypted);
-            ``None``: on for a loopback issuer only.
+            ``None``: on for a loopback issuer only. ``True`` is refused with
+            a non-loopback issuer (a leftover variable must not turn it on in
+            production); in code, pass ``app_issuer(development=True)``.
         signing_algorithm: ``ES256``, ``RS256`` or ``EdDSA``, for new keys.
         audience: The ``aud`` of tokens asked without ``resource`` (the
             issuer URL when unset).
         resources: Other APIs clients may ask tokens for (RFC 8707).
-        access_token_ttl: Lifetime of access tokens, in seconds.
+        access_token_ttl: Lifetime of access tokens, in seconds (at most a day).
         refresh_token_idle_ttl: A refresh token unused this long expires.
-        refresh_token_ttl: No refresh after this long from the login.
+        refresh_token_ttl: No refresh after this long from the login (at
+            most 10 years, as `refresh_token_idle_ttl`).
         refresh_reuse_interval: The benign concurrent refresh allowance.
         authorization_code_ttl: Lifetime of an authorization code (at most 600 s).
         key_rotation_interval: Age at which a new signing key is scheduled
-            (0: by hand only); more than twice `jwks_max_age`.
-        jwks_max_age: ``Cache-Control: max-age`` of the JWKS.
+            (0: by hand only); more than twice `jwks_max_age`; at most 10 years.
+        jwks_max_age: ``Cache-Control: max-age`` of the JWKS (at most 30 days).
         password_failures_per_account: Failed password logins per account
             per `password_window`.
         password_attempts_per_address: Password logins per client address
             per `password_window`.
-        password_window: The password rate-limit window, in seconds.
+        password_window: The password rate-limit window, in seconds (at
+            most 30 days).
         max_concurrent_hashes: Password hashes computed at once, per process.
         max_waiting_hashes: Password logins waiting for a hash, per process.
         login_providers: The providers offering login, in order (``None``:
@@ -168,14 +169,18 @@ class AuthBridgeSettings(BaseSettings):
             first login.
         login_link_by_email: Link a first login to the one account with the
             same verified email.
-        login_transaction_ttl: Seconds a login at a provider may take.
-        login_session_ttl: Absolute lifetime of a browser session.
+        login_transaction_ttl: Seconds a login at a provider may take (at
+            most a day).
+        login_session_ttl: Absolute lifetime of a browser session (at most
+            10 years, as `login_session_idle_ttl`).
         login_session_idle_ttl: A session unused this long ends.
         login_session_cookie: The session cookie's name.
         login_same_site: The session cookie's ``SameSite``: ``lax`` or ``strict``.
         login_after_login: Where a session login without ``next`` ends.
         login_after_logout: Where the browser goes after logging out.
         login_title: The login chooser's title.
+
+    Every number must be finite (``inf`` and ``nan`` are refused).
 
     Raises:
         ConfigurationError: ``invalid_settings``, naming each invalid
@@ -195,6 +200,7 @@ class AuthBridgeSettings(BaseSettings):
         extra="ignore",  # other variables of the app's .env file; ours are checked
         hide_input_in_errors=True,
         frozen=True,
+        allow_inf_nan=False,  # every number is finite (and each lifetime bounded)
     )
 
     issuer: str | None = None
@@ -208,25 +214,25 @@ class AuthBridgeSettings(BaseSettings):
     signing_algorithm: Literal["ES256", "RS256", "EdDSA"] = "ES256"
     audience: str | None = None
     resources: CommaList = ()
-    access_token_ttl: float = Field(600.0, gt=0)
-    refresh_token_idle_ttl: float = Field(14 * DAY, gt=0)
-    refresh_token_ttl: float = Field(90 * DAY, gt=0)
+    access_token_ttl: float = Field(600.0, gt=0, le=DAY)
+    refresh_token_idle_ttl: float = Field(14 * DAY, gt=0, le=10 * YEAR)
+    refresh_token_ttl: float = Field(90 * DAY, gt=0, le=10 * YEAR)
     refresh_reuse_interval: float = Field(10.0, ge=0, le=300)
     authorization_code_ttl: float = Field(60.0, gt=0, le=600)
-    key_rotation_interval: float = Field(30 * DAY, ge=0)
-    jwks_max_age: float = Field(3600.0, gt=0)
+    key_rotation_interval: float = Field(30 * DAY, ge=0, le=10 * YEAR)
+    jwks_max_age: float = Field(3600.0, gt=0, le=30 * DAY)
     password_failures_per_account: int = Field(10, ge=1)
     password_attempts_per_address: int = Field(100, ge=1)
-    password_window: float = Field(300.0, gt=0)
+    password_window: float = Field(300.0, gt=0, le=30 * DAY)
     max_concurrent_hashes: int = Field(2, ge=1)
     max_waiting_hashes: int = Field(64, ge=0)
     login_providers: CommaList | None = None
     login_local_password: bool = True
     login_create_accounts: bool = True
     login_link_by_email: bool = False
-    login_transaction_ttl: float = Field(600.0, ge=1)
-    login_session_ttl: float = Field(8 * 3600.0, ge=1)
-    login_session_idle_ttl: float = Field(3600.0, ge=1)
+    login_transaction_ttl: float = Field(600.0, ge=1, le=DAY)
+    login_session_ttl: float = Field(8 * 3600.0, ge=1, le=10 * YEAR)
+    login_session_idle_ttl: float = Field(3600.0, ge=1, le=10 * YEAR)
     login_session_cookie: str = "authbridge_session"
     login_same_site: Literal["lax", "strict"] = "lax"
     login_after_login: str = "/"
@@ -348,6 +354,8 @@ class AuthBridgeSettings(BaseSettings):
                 "AUTHBRIDGE_KEY_ROTATION_INTERVAL: 0 (by hand only) or more than twice "
                 "AUTHBRIDGE_JWKS_MAX_AGE"
             )
+        if self.development and self.issuer is not None and not is_loopback_url(self.issuer):
+            problems.append(_PUBLIC_DEVELOPMENT)
         if self.login_session_idle_ttl > self.login_session_ttl:
             problems.append(
                 "AUTHBRIDGE_LOGIN_SESSION_IDLE_TTL: at most AUTHBRIDGE_LOGIN_SESSION_TTL"
@@ -430,6 +438,8 @@ class AuthBridgeSettings(BaseSettings):
                 message="AUTHBRIDGE_ISSUER is not set: the app's public base URL, e.g. "
                 "https://api.example.com (or pass app_issuer(issuer=...))",
             )
+        if "development" not in overrides and self.development and not is_loopback_url(issuer):
+            raise ConfigurationError("invalid_settings", message=_PUBLIC_DEVELOPMENT)
         migrate = bool(overrides.pop("migrate", self.migrate))
         store = overrides.pop("store", None)
         arguments: dict[str, Any] = {

@@ -46,13 +46,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- passwords in a URL's query ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.redact_url, cli._stores.redacted and SQLStore.__repr__ hide only the "
-    "password of the URL's userinfo: a password given as a query parameter (redis-py and "
-    "asyncpg both take ?password=, the usual form for unix:// sockets) shows in repr(), str(), "
-    "model_dump() of AuthBridgeSettings, in SQLStore's repr and in the command line's messages",
-)
 async def test_a_password_in_the_urls_query_never_shows(servers: RedisServers) -> None:
     port = servers.start("--requirepass", SECRET)
     redis_url = f"redis://127.0.0.1:{port}/0?password={SECRET}"
@@ -98,13 +91,6 @@ LIFETIMES = [
 
 @pytest.mark.parametrize("value", ["inf", "1e300"])
 @pytest.mark.parametrize("variable", LIFETIMES)
-@pytest.mark.xfail(
-    strict=True,
-    reason="AuthBridgeSettings accepts inf and absurd finite lifetimes (Field(gt=0) without "
-    "allow_inf_nan=False or an upper bound): the app starts, then minting a token "
-    "(int(inf): OverflowError, 500) or any Redis write with such a TTL (ResponseError, 503; "
-    "OverflowError, 500) fails on every request",
-)
 def test_an_infinite_or_absurd_lifetime_is_refused_at_start(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
@@ -115,12 +101,6 @@ def test_an_infinite_or_absurd_lifetime_is_refused_at_start(
     assert variable in str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AUTHBRIDGE_DEVELOPMENT=true from the environment (a copied .env, a leftover "
-    "variable) turns on development mode for a public https issuer: its private signing keys "
-    "are stored unencrypted in the production database, with a log warning only",
-)
 def test_development_mode_is_not_switched_on_from_the_environment_for_a_public_issuer(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -215,13 +195,6 @@ def test_the_demo_page_shows_no_secret_sends_a_strict_csp_and_escapes_what_users
         assert page.headers["cache-control"] == "no-store"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="create_demo_app builds AppIssuer without key_encryption_key, so the demo's issuer "
-    "reads the app's AUTHBRIDGE_KEY_ENCRYPTION_KEY from the environment (the demo says it "
-    "reads none of the app's variables): a malformed one stops the demo, a production one "
-    "encrypts the demo's keys",
-)
 def test_the_demo_never_takes_the_apps_key_encryption_key(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

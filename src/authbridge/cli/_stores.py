@@ -12,10 +12,10 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
+from .._urls import redact_url
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store import DEFAULT_STORE_URL, Store, open_store
 from ._app import UNAVAILABLE, fail
@@ -42,16 +42,8 @@ def store_url(option: str | None) -> str:
 
 
 def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable store URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """``url`` with any password (userinfo or ``?password=``) replaced by ``***``."""
+    return redact_url(url, unparsable="<unparsable store URL>")
 
 
 def with_store(option: str | None, action: Callable[[Store], Awaitable[T]]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._urls import redact_url
 from . import _migrate
 from ._protocols import (
     ClientStore,
@@ -78,7 +79,8 @@ class SQLStore:
         self.replay: ReplayStore = SQLReplay(self._db)
 
     def __repr__(self) -> str:
-        return f"SQLStore({self._db.url.render_as_string(hide_password=True)!r})"
+        shown = redact_url(self._db.url.render_as_string(hide_password=True))
+        return f"SQLStore({shown!r})"
 
     async def start(self) -> None:
         """Connect, and upgrade the schema (``migrate=True``) or check it is current.
