@@ -131,7 +131,11 @@ def create_demo_app(
     )
     own = None
     if store is not None:
-        own = AppIssuer(resource, store=store, scopes=DEMO_SCOPES, development=True)
+        # No key-encryption key, and none read from the app's environment
+        # (AUTHBRIDGE_KEY_ENCRYPTION_KEY is the app's, not the demo's).
+        own = AppIssuer(
+            resource, store=store, scopes=DEMO_SCOPES, development=True, key_encryption_key=()
+        )
     auth = AuthBridge(
         providers=[provider],
         issuer=own,
