@@ -122,6 +122,25 @@ async def test_count_active(users: SQLStore) -> None:
     assert await users.delegations.count_active("u2", now=NOW) == 1
 
 
+async def test_children_by_parent_whatever_else_the_account_has(users: SQLStore) -> None:
+    store = users.delegations
+    await store.create(delegation("root"))
+    await store.create(delegation("old-child", parent="root", created_at=NOW - 5))
+    # Many later delegations of the same account: a bounded listing would miss the child.
+    for number in range(150):
+        await store.create(delegation(f"later{number}", created_at=NOW + number))
+    await store.create(delegation("new-child", parent="root", expires_at=NOW + 10))
+    await store.create(delegation("grandchild", parent="new-child"))
+    await store.create(delegation("bobs-child", user_id="u2", parent="root-of-bob"))
+    assert await store.revoke("new-child", user_id="u1", now=NOW)
+    # Active or not (revoked, ended), newest first; only direct children.
+    assert [d.id for d in await store.children("root")] == ["new-child", "old-child"]
+    assert [d.id for d in await store.children("new-child")] == ["grandchild"]
+    assert await store.children("later3") == []
+    assert await store.children("unknown") == []
+    assert [d.user_id for d in await store.children("root-of-bob")] == ["u2"]
+
+
 async def test_revoke_only_the_owners_and_once(users: SQLStore) -> None:
     await users.delegations.create(delegation())
     assert await users.delegations.revoke("dlg_1", user_id="u2", now=NOW) is False

@@ -179,7 +179,7 @@ delegations = Table(
     Column("label", Text, nullable=False),
     Column("may_delegate", Boolean, nullable=False),
     Column("revoked_at", Double, nullable=True),
-    Column("parent", Text, nullable=True),
+    Column("parent", Text, nullable=True, index=True),
 )
 
 one_time = Table(

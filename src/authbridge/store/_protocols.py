@@ -258,6 +258,11 @@ class DelegationStore(Protocol):
         ones unless ``include_inactive``."""
         ...
 
+    async def children(self, parent_id: str) -> Sequence[DelegationRecord]:
+        """The delegations whose ``parent`` is ``parent_id``, active or not, newest first
+        (to end them with it: every one, however many the account has)."""
+        ...
+
     async def count_active(self, user_id: str, *, now: float) -> int:
         """How many active delegations an account has (to bound their creation)."""
         ...

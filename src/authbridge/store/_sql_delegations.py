@@ -39,6 +39,7 @@ _ACTIVE_FOR_USER = (
     .order_by(*_NEWEST_FIRST)
     .limit(_LIMIT)
 )
+_CHILDREN = select(_delegations).where(_c.parent == bindparam("parent")).order_by(*_NEWEST_FIRST)
 _COUNT_ACTIVE = (
     select(func.count())
     .select_from(_delegations)
@@ -111,6 +112,10 @@ class SQLDelegations:
         statement = _FOR_USER if include_inactive else _ACTIVE_FOR_USER
         params = {"user_id": user_id, "now": now, "limit": max(int(limit), 0)}
         return [_delegation(row) for row in await self._db.all(statement, params)]
+
+    async def children(self, parent_id: str) -> Sequence[DelegationRecord]:
+        """The delegations made under ``parent_id`` (active or not), newest first."""
+        return [_delegation(row) for row in await self._db.all(_CHILDREN, {"parent": parent_id})]
 
     async def count_active(self, user_id: str, *, now: float) -> int:
         """How many active delegations an account has."""

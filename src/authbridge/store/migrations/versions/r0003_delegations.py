@@ -49,9 +49,16 @@ def upgrade() -> None:
         ["user_id"],
         unique=False,
     )
+    op.create_index(
+        op.f("ix_authbridge_delegations_parent"),
+        "authbridge_delegations",
+        ["parent"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_authbridge_delegations_parent"), table_name="authbridge_delegations")
     op.drop_index(op.f("ix_authbridge_delegations_user_id"), table_name="authbridge_delegations")
     op.drop_index(op.f("ix_authbridge_delegations_expires_at"), table_name="authbridge_delegations")
     op.drop_table("authbridge_delegations")
