@@ -248,14 +248,6 @@ async def test_a_public_client_cannot_launder_a_delegated_token(h: Harness) -> N
 # --- the user's token that delegates --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "POST /me/delegations authenticates with auth.principal, which never checks RFC 7009 "
-        "revocation: an access token revoked at /oauth/revoke still creates a delegation whose "
-        "refresh token lives up to delegation_max_ttl"
-    ),
-)
 async def test_a_revoked_user_token_creates_no_delegation(h: Harness) -> None:
     token = h.own_token()
     revoked = await h.client.post("/oauth/revoke", data={"client_id": "spa", "token": token})
@@ -266,14 +258,6 @@ async def test_a_revoked_user_token_creates_no_delegation(h: Harness) -> None:
     assert await stored(h) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "GET and DELETE /me/delegations authenticate with auth.direct_principal, which (like "
-        "auth.principal) never checks RFC 7009 revocation: a revoked access token still lists "
-        "the user's delegations (actors, labels) and revokes them"
-    ),
-)
 async def test_a_revoked_user_token_neither_lists_nor_revokes(h: Harness) -> None:
     made = await delegate(h)
     token = h.own_token()

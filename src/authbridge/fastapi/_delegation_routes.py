@@ -17,9 +17,11 @@ browser session (whose unsafe requests need the session's CSRF token). A
 provider's token is refused (403 ``access_denied``), and only the user, not a
 robot acting for them, may list or revoke (``direct_principal``); a robot may
 create a delegation only under a delegation that allows passing it on
-(``may_delegate``). Creations are limited per user
-(`CREATIONS_PER_USER` per `CREATIONS_WINDOW`, counted in the store so every
-instance shares them), and every request part is bounded before any work
+(``may_delegate``). An access token revoked at the revocation endpoint (RFC
+7009) is refused by all three routes (401, as by ``active_principal``).
+Creations are limited per user (`CREATIONS_PER_USER` per `CREATIONS_WINDOW`,
+counted in the store so every instance shares them), and every request part
+is bounded before any work
 (`MAX_BODY_BYTES`, `MAX_LABEL_CHARS`, `MAX_SCOPES`...).
 
 Every answer is JSON with ``Cache-Control: no-store``, ASCII only, with ``<``,
@@ -54,6 +56,7 @@ from ..resource.principal import Principal
 from ..store import DelegationRecord
 from ._issuer import MAX_BODY_SECONDS, IssuerEndpoints, _log_bug, oauth_error_response
 from ._openapi import REFUSAL_SCHEMA
+from ._security import PrincipalDependency, refuse_revoked
 
 if TYPE_CHECKING:
     from ..issuer import AppIssuer
@@ -435,7 +438,13 @@ def delegation_router(bridge: AuthBridge, endpoints: IssuerEndpoints) -> APIRout
     route_class = type("DelegationRoute", (_DelegationRoute,), {"realm": config.issuer})
     router = APIRouter(prefix=PATH, tags=["delegations"], route_class=route_class)
 
-    async def own_user(principal: Principal) -> str:
+    async def own_user(
+        principal: Principal,
+        request: Request,
+        dependency: PrincipalDependency,
+        *,
+        revocation: bool = True,
+    ) -> str:
         await endpoints.starter.ensure_started()
         if principal.provider != config.name or not principal.subject:
             raise OAuthError(
@@ -444,6 +453,9 @@ def delegation_router(bridge: AuthBridge, endpoints: IssuerEndpoints) -> APIRout
                 reason="not_own_token",
                 status=403,
             )
+        # One of the app's own tokens: revoked at /oauth/revoke, it does nothing here.
+        if revocation:
+            await refuse_revoked(dependency, request, scopes)
         return principal.subject
 
     @router.post(
@@ -470,7 +482,8 @@ def delegation_router(bridge: AuthBridge, endpoints: IssuerEndpoints) -> APIRout
         request: Request,
         user: Principal = Security(bridge.principal, scopes=scopes),
     ) -> Response:
-        user_id = await own_user(user)
+        # A robot's token is checked by the delegations (its delegation's end first: 403).
+        user_id = await own_user(user, request, bridge.principal, revocation=not user.actors)
         now = runtime.clock()
         await _ratelimit.count(
             runtime.store.rate_limits,
@@ -505,12 +518,13 @@ def delegation_router(bridge: AuthBridge, endpoints: IssuerEndpoints) -> APIRout
         description="Newest first, at most 100; the active ones unless `include_inactive`.",
     )
     async def list_delegations(
+        request: Request,
         user: Principal = Security(bridge.direct_principal, scopes=scopes),
         include_inactive: bool = Query(
             False, description="Also list expired and revoked delegations."
         ),
     ) -> Response:
-        user_id = await own_user(user)
+        user_id = await own_user(user, request, bridge.direct_principal)
         records = await runtime.delegations.list(user_id, include_inactive=include_inactive)
         now = runtime.clock()
         return _answer({"delegations": [describe(r, now) for r in records]})
@@ -530,10 +544,11 @@ def delegation_router(bridge: AuthBridge, endpoints: IssuerEndpoints) -> APIRout
         ),
     )
     async def revoke_delegation(
+        request: Request,
         delegation_id: str,
         user: Principal = Security(bridge.direct_principal, scopes=scopes),
     ) -> Response:
-        user_id = await own_user(user)
+        user_id = await own_user(user, request, bridge.direct_principal)
         if not _ID.fullmatch(delegation_id):
             raise _not_found()
         if not await runtime.delegations.revoke(user_id, delegation_id):

@@ -354,3 +354,28 @@ class DirectPrincipalDependency(PrincipalDependency):
         if required and not principal.scopes.issuperset(required):
             self._fail(connection, _insufficient(required, principal), required)
         return principal
+
+
+async def refuse_revoked(
+    dependency: PrincipalDependency, connection: HTTPConnection, required: Sequence[str]
+) -> None:
+    """Refuse a bearer token ``dependency`` accepted if it was revoked since (RFC 7009).
+
+    For routes that decide by the token's provider first (another provider's
+    token is refused there otherwise, and may have no revocation check): the
+    token is checked again with ``ResourceServer.verify_active`` (its local
+    check cached), and a refusal is ``dependency``'s own (401
+    ``invalid_token``, reason ``revoked``; 503 when the store is down). A
+    browser session (no bearer token) passes: the session store is read on
+    every request.
+    """
+    try:
+        token = dependency._token(connection)
+    except MissingToken:
+        return
+    except AuthBridgeError as exc:
+        dependency._fail(connection, exc, required)
+    try:
+        await dependency.bridge.resource_server.verify_active(token)
+    except AuthBridgeError as exc:
+        dependency._fail(connection, exc, required)

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("authbridge.issuer")
 
 _ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+# Replay-store key prefix of access tokens revoked at the revocation endpoint.
+REVOKED_TOKEN_PREFIX = "at:"
 
 
 class DelegationRequest(NamedTuple):
@@ -222,6 +224,7 @@ class Delegations:
                 or session of the app), ``account_disabled``,
                 ``delegation_by_actor`` (a delegated token without
                 ``may_delegate``), ``chain_too_deep``, ``parent_inactive``,
+                ``token_revoked`` (revoked at the revocation endpoint),
                 ``policy_refused``; 400 ``invalid_request``: ``unknown_actor``,
                 ``public_actor``, ``self_delegation``, ``actor_in_chain``,
                 ``invalid_expires_in``, ``invalid_label``,
@@ -289,6 +292,10 @@ class Delegations:
             parent = await live_delegation(runtime, did, user_id=subject, now=now)
             if parent is None:
                 raise _denied("This token may not delegate", "parent_inactive")
+        # A token revoked at the revocation endpoint (RFC 7009) delegates nothing.
+        jti = user.token_id
+        if jti and await runtime.store.replay.seen(REVOKED_TOKEN_PREFIX + jti, now=now):
+            raise _denied("This token may not delegate", "token_revoked")
         # What it grants: within the user's token, the account, the actor client and
         # the delegation the user's token comes from.
         ceiling = user.scopes & account.scopes & client.scopes & frozenset(config.scopes)
