@@ -20,7 +20,7 @@ import pytest
 
 from authbridge.errors import ConfigurationError, StoreUnavailable
 from authbridge.store import Conflict
-from authbridge.store._redis import MAX_KEY_BYTES, RedisEphemeral
+from authbridge.store._redis import MAX_KEY_BYTES, MAX_TTL_MS, RedisEphemeral
 from store_support import REDIS_URL, run_async
 
 from ._support import PASSWORD, closed_port
@@ -335,3 +335,50 @@ def test_repr_shows_where_not_the_password() -> None:
     assert shown == "RedisEphemeral(host='cache.internal', port=6380, db=2, prefix='app:')"
     unix = RedisEphemeral(f"unix:///run/redis.sock?db=1&password={PASSWORD}")
     assert repr(unix) == "RedisEphemeral(path='/run/redis.sock', db=1, prefix='authbridge:')"
+
+
+# --- far-future lives, huge costs, the readiness probe -----------------------------------------
+
+
+async def test_a_life_beyond_ten_years_is_kept_and_collected_after_ten_years(
+    redis_ephemeral: RedisEphemeral,
+) -> None:
+    now = time.time()
+    await redis_ephemeral.one_time.put("login", "far", b"v", expires_at=now + 1e300)
+    await redis_ephemeral.replay.first_use("far", expires_at=now + 1e16, now=now)
+    await redis_ephemeral.rate_limits.hit("far", window=1e200, now=now)
+    client = raw(redis_ephemeral)
+    prefix = redis_ephemeral.prefix.encode()
+    for name in (b"ot:login:far", b"rp:far", b"rl:far"):
+        ttl = await client.pttl(prefix + name)
+        assert MAX_TTL_MS - 60_000 < ttl <= MAX_TTL_MS, name
+    assert await redis_ephemeral.one_time.take("login", "far", now=now + 1e299) == b"v"
+
+
+@pytest.mark.parametrize("cost", [2**53 + 1, -(2**53) - 1, 2**70])
+async def test_a_cost_beyond_two_to_the_53_is_refused_before_redis(
+    redis_ephemeral: RedisEphemeral, cost: int
+) -> None:
+    with pytest.raises(ValueError, match="cost"):
+        await redis_ephemeral.rate_limits.hit("big", window=60, now=NOW, cost=cost)
+    assert await names(redis_ephemeral) == set()
+
+
+async def test_counts_stop_at_two_to_the_53_and_stay_exact(
+    redis_ephemeral: RedisEphemeral,
+) -> None:
+    hits = redis_ephemeral.rate_limits
+    assert (await hits.hit("big", window=60, now=NOW, cost=2**53))[0] == 2**53
+    for _ in range(3):
+        assert (await hits.hit("big", window=60, now=NOW, cost=2**53))[0] == 2**53
+    assert (await hits.hit("big", window=60, now=NOW, cost=-1))[0] == 2**53 - 1
+    assert await hits.peek("big", now=NOW) == (2**53 - 1, NOW + 60)
+
+
+async def test_ping_leaves_nothing_behind(redis_ephemeral: RedisEphemeral) -> None:
+    # a write command (a read-only replica refuses it: test_ephemeral_review.py), on a key
+    # never stored
+    await redis_ephemeral.ping()
+    await redis_ephemeral.one_time.put("code", "k", b"v", expires_at=NOW + 60)
+    await redis_ephemeral.ping()
+    assert await names(redis_ephemeral) == {redis_ephemeral.prefix.encode() + b"ot:code:k"}

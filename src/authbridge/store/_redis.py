@@ -405,15 +405,16 @@ class RedisEphemeral:
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless Redis accepts a write now.
 
-        The probe writes ``<prefix>health`` (expiring after 1 s), so a read-only
-        replica (a primary demoted by a failover) fails it as every take, hit and
-        put would (``redis:redis_error:READONLY``).
+        The probe is a write command (``DEL <prefix>health``, a key never
+        stored: it leaves nothing behind), so a read-only replica (a primary
+        demoted by a failover) fails it as every take, hit and put would
+        (``redis:redis_error:READONLY``).
 
         Raises:
             StoreUnavailable: Redis cannot be reached, stalls, refuses or cannot write.
         """
         with _mapped():
-            await self._c.client.set(self._health, b"1", px=1000)
+            await self._c.client.delete(self._health)
 
     async def purge(self, now: float) -> int:
         """Nothing to do: Redis deletes every key at the end of its TTL. Returns 0."""
