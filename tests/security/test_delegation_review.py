@@ -372,17 +372,6 @@ async def test_a_user_cannot_pile_up_delegations(
 # --- revocation of a chain ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Delegations._revoke finds the delegations made under the revoked one in "
-        "for_user(limit=10*max_delegations_per_user), newest first: a child older than that "
-        "many of the user's later (expired or revoked) delegations is never revoked, and its "
-        "access tokens stay accepted by active_principal and introspection ('dg:' is recorded "
-        "for the parent only, and check_active does not walk the chain), and the exchange "
-        "path (_delegation_exchange._coverage) accepts it as covering without walking its parents"
-    ),
-)
 async def test_revoking_a_parent_ends_every_child_however_many_delegations_came_after(
     sqlite_store_url: str,  # noqa: F811
     fake_issuer: FakeIssuer,
@@ -501,14 +490,6 @@ def garage_policy(request: Any) -> bool:
     return request.actor in {ROBOT, HUB} and request.scopes <= {"garage:open"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Delegations._create lets the policy's True stand in for the parent's may_delegate: "
-        "with docs/delegation.md's restricting policy (which never looks at request.chain), a "
-        "robot whose user said may_delegate=false hands the delegation on to another robot"
-    ),
-)
 async def test_a_restricting_policy_does_not_let_robots_pass_delegations_on(
     sqlite_store_url: str,  # noqa: F811
     fake_issuer: FakeIssuer,

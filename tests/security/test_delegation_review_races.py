@@ -63,16 +63,6 @@ async def delegate(h: Harness, token: str | None = None, **body: Any) -> dict[st
     return answer.json()  # type: ignore[no-any-return]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Delegations._create checks the parent (live_delegation) before its insert and never "
-        "after: a child created while its parent is being revoked is stored active, missed by "
-        "the revocation's cascade (which listed the user's delegations before the insert), "
-        "and the hub then exchanges the user's tokens under it (_coverage does not walk "
-        "parents) and uses its token on active_principal routes"
-    ),
-)
 async def test_a_child_created_while_its_parent_is_revoked_does_not_survive(
     h: Harness, policy: SlowPolicy
 ) -> None:
@@ -104,14 +94,6 @@ async def test_a_child_created_while_its_parent_is_revoked_does_not_survive(
         assert child.status_code == 403, child.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Delegations._create counts the user's active delegations (count_active) and inserts "
-        "later, with no lock or conditional insert: concurrent creations all pass the count "
-        "and max_delegations_per_user is exceeded"
-    ),
-)
 async def test_concurrent_creations_keep_to_the_per_user_bound(
     h: Harness, policy: SlowPolicy
 ) -> None:

@@ -317,12 +317,13 @@ class Delegations:
         store = runtime.store.delegations
         if await store.count_active(subject, now=now) >= config.max_delegations_per_user:
             raise refused("invalid_request", "Too many active delegations", "too_many_delegations")
+        # A robot passes a delegation on only if the user let it (may_delegate): the
+        # policy may refuse more, never allow this.
+        if chain and not (parent is not None and parent.may_delegate):
+            raise _denied("This token may not delegate", "delegation_by_actor")
         subs = tuple(sub for sub, _ in chain)
         request = DelegationRequest(subject, actor, granted, targets, subs, "api")
-        verdict = await ask_policy(runtime, request)
-        if chain and not (parent is not None and parent.may_delegate) and verdict is not True:
-            raise _denied("This token may not delegate", "delegation_by_actor")
-        if verdict is False:
+        if await ask_policy(runtime, request) is False:
             raise _denied("The delegation is not allowed", "policy_refused")
         record = DelegationRecord(
             id=DELEGATION_ID_PREFIX + secrets.token_urlsafe(16),
@@ -386,15 +387,9 @@ class Delegations:
         # The record first: every refresh checks it after rotating, so once this
         # call returns no refresh issues a token from it.
         revoked = await store.delegations.revoke(delegation_id, user_id=user_id, now=now)
-        # Delegations made under it (by its actor, with may_delegate) end with it.
-        # Revoked ones that have not ended are included: a run interrupted after
-        # revoking one may have left its tokens live.
-        others = await store.delegations.for_user(
-            user_id,
-            now=now,
-            include_inactive=True,
-            limit=10 * runtime.config.max_delegations_per_user,
-        )
+        # Delegations made under it (by its actor, with may_delegate) end with it,
+        # every one, found by their parent. Revoked ones that have not ended are
+        # included: a run interrupted after revoking one may have left its tokens live.
         pending = [record]
         done: set[str] = set()
         while pending:
@@ -409,7 +404,8 @@ class Delegations:
                 REVOKED_PREFIX + current.id, expires_at=current.expires_at + MAX_LEEWAY, now=now
             )
             await store.refresh.revoke(current.id, now=now, reason="delegation_revoked")
-            pending.extend(o for o in others if o.parent == current.id and o.expires_at > now)
+            children = await store.delegations.children(current.id)
+            pending.extend(c for c in children if c.user_id == user_id and c.expires_at > now)
         if revoked:
             logger.info("Delegation %s of account %s revoked", delegation_id, user_id)
         return revoked
@@ -425,13 +421,34 @@ async def _store_and_mint(
     """Store a new delegation; the actor's first access token (and refresh token) of it.
 
     One insert, and the refresh family's when the actor gets a refresh token.
+    What was checked before the insert and may have changed meanwhile (another
+    creation at the same time, the parent's revocation) is checked again after
+    it: a record refused then is revoked before any token of it is issued.
     """
     from . import _refresh  # noqa: PLC0415 - the refresh grant imports this module
 
+    store = runtime.store.delegations
     try:
-        await runtime.store.delegations.create(record)
+        await store.create(record)
     except KeyError:  # the account was removed meanwhile
         raise _denied("The account may not delegate", "account_disabled") from None
+    # Creations at the same time all passed the count before their insert: counted
+    # again after it, each sees at least every record committed before its own, so
+    # the records kept never exceed the bound (a race may refuse one too many).
+    if await store.count_active(record.user_id, now=now) > runtime.config.max_delegations_per_user:
+        await store.revoke(record.id, user_id=record.user_id, now=now)
+        raise refused("invalid_request", "Too many active delegations", "too_many_delegations")
+    # A revocation of the parent running meanwhile lists its children either after
+    # this insert (and revokes this one) or before it, having revoked the parent
+    # first: then the parent is seen revoked here.
+    if record.parent is not None and (
+        await live_delegation(runtime, record.parent, user_id=record.user_id, now=now) is None
+    ):
+        await store.revoke(record.id, user_id=record.user_id, now=now)
+        await runtime.store.replay.first_use(
+            REVOKED_PREFIX + record.id, expires_at=record.expires_at + MAX_LEEWAY, now=now
+        )
+        raise _denied("This token may not delegate", "parent_inactive")
 
     act = act_claim(client.client_id, chain)
     access, ttl = runtime.mint_access_token(

@@ -221,7 +221,12 @@ async def _coverage(
     found = await runtime.store.delegations.for_user(user_id, now=now)
     mine = [d for d in found if d.actor == actor]
     for record in mine:  # newest first
-        if _covers(record, wanted, ceiling, target, audiences):
+        if not _covers(record, wanted, ceiling, target, audiences):
+            continue
+        # One made under another delegation lives only as long as every one above it.
+        if record.parent is None or (
+            await live_delegation(runtime, record.id, user_id=user_id, now=now) is not None
+        ):
             return _Coverage(record, True, _refused("not_delegated"))
     if not mine:
         return _Coverage(None, False, _refused("not_delegated"))
