@@ -285,15 +285,6 @@ async def test_a_deleted_user_leaves_no_delegation_behind(h: Harness) -> None:
     refused(await exchange(h, h.own_token()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Delegation records name their actor by client_id only and SQLClients.delete "
-        "leaves them active: a client registered later under the same id (with its own "
-        "secret) inherits every delegation of the removed one (exchanges under it; the "
-        "user's list still shows it active)"
-    ),
-)
 async def test_a_reregistered_client_id_inherits_no_delegation(h: Harness) -> None:
     made = await delegate(h)
     clients = h.runtime.store.clients

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from authbridge.store import Conflict, DelegationRecord, DelegationStore, SQLStore, UserRecord
+from authbridge.store import (
+    ClientRecord,
+    Conflict,
+    DelegationRecord,
+    DelegationStore,
+    SQLStore,
+    UserRecord,
+)
 
 NOW = 1_900_000_000.5
 CALLS = 30
@@ -139,6 +147,38 @@ async def test_children_by_parent_whatever_else_the_account_has(users: SQLStore)
     assert await store.children("later3") == []
     assert await store.children("unknown") == []
     assert [d.user_id for d in await store.children("root-of-bob")] == ["u2"]
+
+
+async def test_removing_a_client_revokes_its_delegations_and_those_under_them(
+    users: SQLStore,
+) -> None:
+    store = users.delegations
+    await users.clients.add(ClientRecord("robot", secret_hash="x"))
+    await store.create(delegation("mine"))
+    await store.create(delegation("bobs", user_id="u2"))
+    await store.create(delegation("under", actor="hub", parent="mine"))
+    await store.create(delegation("deeper", actor="other", parent="under"))
+    await store.create(delegation("hubs", actor="hub"))
+    await store.create(delegation("earlier", revoked_at=NOW - 1))
+    before = time.time()
+    assert await users.clients.delete("robot")
+    for name in ("mine", "bobs", "under", "deeper"):
+        got = await store.get(name)
+        assert got is not None
+        assert got.revoked_at is not None
+        assert got.revoked_at >= before
+        # Their tokens are refused from the next request on (active_principal).
+        assert await users.replay.seen("dg:" + name, now=NOW + 3600 + 299)
+        assert not await users.replay.seen("dg:" + name, now=NOW + 3600 + 300)
+    hubs = await store.get("hubs")
+    assert hubs is not None
+    assert hubs.revoked_at is None
+    assert not await users.replay.seen("dg:hubs", now=NOW)
+    earlier = await store.get("earlier")
+    assert earlier is not None
+    assert earlier.revoked_at == NOW - 1  # kept as it was
+    assert not await users.clients.delete("robot")
+    assert not await users.clients.delete("nobody")  # no delegation: nothing else changes
 
 
 async def test_revoke_only_the_owners_and_once(users: SQLStore) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, or_, select, update
+from sqlalchemy import Text, bindparam, delete, exists, literal, or_, select, union, update
 
 from . import _models as m
 from ._protocols import UnlinkOutcome
@@ -29,6 +30,12 @@ _VERIFIED_USERS_BY_EMAIL = (
     .limit(bindparam("limit"))
 )
 _CLIENT_BY_ID = select(m.clients).where(m.clients.c.client_id == bindparam("client_id"))
+
+# How long a revoked delegation's "dg:" replay record outlives its end (the longest
+# leeway a verifier allows, ``jose._jwt.MAX_LEEWAY``), and how many delegations deep
+# a chain goes at most (``issuer._delegation_rules.MAX_ACT_DEPTH``).
+_DELEGATION_LEEWAY = 300.0
+_CHAIN_DEPTH = 4
 
 
 def _user_row(user: UserRecord) -> dict[str, Any]:
@@ -281,11 +288,35 @@ class SQLClients:
         return client
 
     async def delete(self, client_id: str) -> bool:
-        """Remove a client and its refresh families (with their tokens); whether it existed."""
+        """Remove a client and its refresh families (with their tokens); whether it existed.
+
+        In the same transaction, the delegations naming it as their actor, and
+        those made under them, are revoked (``revoked_at``, and their ``"dg:"``
+        replay records until their end): a client registered later under the
+        same id inherits none of them.
+        """
         families = select(m.refresh_families.c.id).where(
             m.refresh_families.c.client_id == client_id
         )
+        d = m.delegations.c
+        level = select(d.id).where(d.actor == client_id)
+        levels = [level]
+        for _ in range(_CHAIN_DEPTH):
+            level = select(d.id).where(d.parent.in_(level))
+            levels.append(level)
+        ended = select(union(*levels).subquery().c.id)
+        unrevoked = (d.id.in_(ended), d.revoked_at.is_(None))
+        records = self._db.insert(m.replay).from_select(
+            ["key", "expires_at"],
+            select(literal("dg:", Text) + d.id, d.expires_at + _DELEGATION_LEEWAY).where(
+                *unrevoked
+            ),
+        )
         async with self._db.write() as conn:
+            await conn.execute(records.on_conflict_do_nothing(index_elements=["key"]))
+            await conn.execute(
+                update(m.delegations).where(*unrevoked).values(revoked_at=time.time())
+            )
             await conn.execute(
                 delete(m.refresh_tokens).where(m.refresh_tokens.c.family_id.in_(families))
             )
