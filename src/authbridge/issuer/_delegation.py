@@ -19,8 +19,9 @@ chain nested inside (never taken from the request), and ``did`` = the
 delegation's id when a delegation allowed it. Its scopes are within the
 user's, the actor client's (and the delegation's); its audience within the
 user token's (and the delegation's); it ends by the delegation's end. A chain
-(a delegated token exchanged by a further actor) needs its delegation's
-``may_delegate`` (or the policy) and is at most `MAX_ACT_DEPTH` actors deep.
+is at most `MAX_ACT_DEPTH` actors deep; created by a robot through the API it
+needs its delegation's ``may_delegate`` whatever the policy says, exchanged by
+a further actor its delegation's ``may_delegate`` or the policy's ``True``.
 
 Revoking a delegation ([Delegations.revoke][authbridge.issuer.Delegations.revoke])
 revokes its refresh family and records ``"dg:" + id`` in the store's replay
