@@ -540,7 +540,8 @@ async def test_an_ended_delegation_refreshes_nothing(runtime: IssuerRuntime, clo
 
 @SQLITE_ONLY
 async def test_creation_costs_one_insert_and_the_family(runtime: IssuerRuntime) -> None:
-    """Two reads (the account, the count), the delegation's insert, the family's two."""
+    """Reads of the account, the count and the token's revocation, the delegation's insert,
+    the count again (concurrent creations keep to the bound), the family's two inserts."""
     statements: list[str] = []
     engine = runtime.store._db.engine.sync_engine  # type: ignore[attr-defined]
 
@@ -555,7 +556,15 @@ async def test_creation_costs_one_insert_and_the_family(runtime: IssuerRuntime) 
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     work = [s for s in statements if not s.startswith(("BEGIN", "COMMIT"))]
-    assert [s.split()[0] for s in work] == ["SELECT", "SELECT", "INSERT", "INSERT", "INSERT"]
+    assert [s.split()[0] for s in work] == [
+        "SELECT",
+        "SELECT",
+        "SELECT",
+        "INSERT",
+        "SELECT",
+        "INSERT",
+        "INSERT",
+    ]
     assert [s.split()[2] for s in work if s.startswith("INSERT")] == [
         "authbridge_delegations",
         "authbridge_refresh_families",

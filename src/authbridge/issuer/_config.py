@@ -157,15 +157,16 @@ class AppIssuer:
             ([Delegations.create][authbridge.issuer.Delegations.create]), and
             token exchange of the app's own tokens allows only what an active
             delegation of the user to that client covers. With it, the user's
-            delegations need its ``True`` too, and it may allow an exchange or
-            a chain that no delegation covers. Anything but ``True``, or an
-            exception, refuses.
+            delegations need its ``True`` too, and it may allow an exchange
+            (or a chain of exchanges) that no delegation covers; a chain made
+            through ``/me/delegations`` always needs the parent delegation's
+            ``may_delegate``. Anything but ``True``, or an exception, refuses.
         delegation_max_ttl: Longest lifetime of a delegation, in seconds (one
             day by default): a longer ``expires_in`` is shortened to it.
         max_delegations_per_user: Active delegations one user may have at once;
             creating one more is refused (``too_many_delegations``). Counted
-            before each creation: concurrent creations by one user may pass
-            it by as many as are in flight (the routes rate-limit them).
+            before and again after each creation: concurrent creations never
+            pass it (a race may refuse one too many).
 
     Raises:
         ConfigurationError: on an inconsistent configuration.
