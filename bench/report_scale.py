@@ -219,6 +219,18 @@ def _logins(logins: dict[str, Any]) -> list[str]:
         )
     if logins.get("redis_unavailable"):
         lines += ["", f"Redis row not measured: {logins['redis_unavailable']}."]
+    for key, label in (("postgres", "PostgreSQL"), ("redis", "PostgreSQL + Redis")):
+        trace = logins.get(key, {}).get("load", {}).get("rss_trace")
+        if not trace:
+            continue
+        points = trace[:: max(1, len(trace) // 6)]
+        end = logins[key]["rss_mib"]["after_logins"]
+        lines += [
+            "",
+            f"The instance's RSS (`VmRSS`) along the run, {label}: "
+            + ", ".join(f"{p['rss_mib']:.1f} MiB at {p['logins']:,.0f}" for p in points)
+            + f" logins; {end:.1f} MiB at the end.",
+        ]
     return [*lines, ""]
 
 

@@ -73,7 +73,7 @@ DISTURBED_CORES = 0.15
 class ScaleConfig:
     duration_s: int = 5
     warmup_s: int = 2
-    rounds: int = 3
+    rounds: int = 5  # seven scenarios, on a machine other people use meanwhile
     instances: int = 3
     connections_per_instance: int = 10  # the store's pool size: no connection churn
     small_families: int = 1_000

@@ -43,6 +43,7 @@ LOGIN_SCRIPT = BENCH_DIR / "login_start.lua"
 WARMUP_LOGINS = 500
 TRANSACTION_TTL = 600.0  # LoginSettings' default
 WINDOW = 60.0  # LOGIN_STARTS_WINDOW
+TRACE_INTERVAL = 10.0  # seconds between two samples of the instance's RSS
 
 
 def send_logins(
@@ -59,10 +60,18 @@ def send_logins(
     ]  # fmt: skip
     cpu0 = cpu_seconds([instance.pid])[instance.pid]
     started = time.perf_counter()
+    trace: list[dict[str, float]] = []
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # wrk waits out its -d duration even once the script has stopped its thread.
+        next_sample = started
         while not done.exists() and proc.poll() is None:
+            now = time.perf_counter()
+            if now >= next_sample:
+                next_sample = now + TRACE_INTERVAL
+                trace.append(
+                    {"s": round(now - started, 1), "rss_mib": rss_mib(instance.pid)["VmRSS"]}
+                )
             time.sleep(0.2)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGINT)
@@ -84,6 +93,11 @@ def send_logins(
     result["seconds"] = round(wall, 1)
     result["logins_per_s"] = round(result["requests"] / wall, 1)
     result["instance_cpu_us_per_login"] = round(cpu / max(1, result["requests"]) * 1e6, 1)
+    # Logins answered by each sample, at the run's mean rate (wrk reports no progress).
+    rate = result["requests"] / wall
+    result["rss_trace"] = [
+        {"logins": round(point["s"] * rate, -2), "rss_mib": point["rss_mib"]} for point in trace
+    ]
     return result
 
 
