@@ -76,11 +76,28 @@ def section(results: dict[str, Any]) -> list[str]:
         f"{measured.get('git_commit', '?')}"
         + (f", load average {' / '.join(f'{v:.2f}' for v in load)} at the end" if load else "")
         + ") on the same shared 2-core machine: the load generator, every instance, "
-        "PostgreSQL and Redis share its two cores.",
+        "PostgreSQL and Redis share its two cores, with other people's work (the *other* "
+        "column).",
         "",
     ]
+    pg = scale.get("postgres", {})
+    if pg:
+        buffers = int(pg.get("shared_buffers", 0)) * 8 // 1024  # 8 kB pages
+        lines += [
+            f"PostgreSQL {pg.get('server_version', '?').split(' ')[0]}, "
+            + (
+                "a cluster of the benchmark's own"
+                if pg.get("private_cluster")
+                else "the local server"
+            )
+            + f": shared_buffers {buffers} MiB, fsync {pg.get('fsync')}, synchronous_commit "
+            f"{pg.get('synchronous_commit')}, autovacuum {pg.get('autovacuum')}, "
+            f"max_connections {pg.get('max_connections')}.",
+            "",
+        ]
     if "refresh" in scale:
-        lines += _refresh(scale["refresh"])
+        private = bool(pg.get("private_cluster"))
+        lines += _refresh(scale["refresh"], private)
     if "logins" in scale:
         lines += _logins(scale["logins"])
     if "delegation" in scale:
@@ -88,16 +105,21 @@ def section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _refresh(refresh: dict[str, Any]) -> list[str]:
+def _refresh(refresh: dict[str, Any], private: bool) -> list[str]:
     cfg, runs = refresh["config"], refresh["scenarios"]
+    postgres = (
+        "every process of the benchmark's own cluster, backends that ended meanwhile included"
+        if private
+        else "the backends of the run's database, the server's own processes and backends "
+        "that ended meanwhile"
+    )
     lines = [
         f"Refresh rotation: every wrk connection rotates a family of its own (fresh families, "
         f"created through the store, for each run), {cfg['connections_per_instance']} "
         "connections per instance; each scenario warmed up for "
         f"{cfg['warmup_s']} s, then {cfg['rounds']} rounds of {cfg['duration_s']} s with the "
         "order rotated. req/s, latencies and CPU are medians over the rounds; CPU in cores "
-        "(of 2): the instances, PostgreSQL (the backends of the run's database, the server's "
-        "own processes and backends that ended meanwhile), wrk, and everything else on the "
+        f"(of 2): the instances, PostgreSQL ({postgres}), wrk, and everything else on the "
         f"machine (at most {refresh['max_other_cpu_cores']} of a core in this run"
         + (": disturbed)." if refresh["disturbed"] else ")."),
         "",
