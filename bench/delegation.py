@@ -7,8 +7,9 @@ is the median over repeats of the mean per call, calls awaited one after the oth
 coroutine (no HTTP):
 
 * ``create``: ``runtime.delegations.create(user, actor=robot, scopes=["items:read"], ...)``,
-  what ``POST /me/delegations`` runs: the checks, the robot client and the account read, the
-  count of the user's active delegations, the record's insert, and the robot's access token
+  what ``POST /me/delegations`` runs: the checks, the robot client (kept in memory by the
+  runtime) and the account read, the count of the user's active delegations, the record's
+  insert, and the robot's access token
   (with ``act`` and ``did``) minted. ``delegation_issue_us`` is this, on PostgreSQL. The
   accounts take turns so that none reaches ``max_delegations_per_user``;
 * ``exchange``: ``runtime.token(...)`` of an RFC 8693 exchange by the robot of the user's

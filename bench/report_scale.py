@@ -259,8 +259,9 @@ def _logins(logins: dict[str, Any]) -> list[str]:
 def _delegation(delegation: dict[str, Any]) -> list[str]:
     lines = [
         "Delegated tokens in-process (ES256; median of repeats of the mean per call): "
-        "`Delegations.create` (checks, the robot client and the account read, the user's "
-        "active delegations counted, the record inserted, the robot's token minted), an RFC 8693 "
+        "`Delegations.create` (checks, the robot client (kept in memory) and the account read, "
+        "the user's active delegations counted, the record inserted, the robot's token minted), "
+        "an RFC 8693 "
         "exchange of the user's token by the robot under that delegation (`runtime.token`: "
         "client authentication, the subject token verified with its revocation lookups, the "
         "delegation found, a token minted), and minting alone with and without `act`/`did`:",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the authbridge benchmark suite (not part of CI); about 20 minutes on 2 cores.
+# Run the authbridge benchmark suite (not part of CI); about 15 minutes on 2 cores.
 #   bash bench/run.sh            full run: writes bench/results.json and docs/benchmarks.md
 #   bash bench/run.sh --quick    smoke run: writes bench/out/results-quick.json only
 #   bash bench/run.sh --only scale --merge    one section, recorded beside the others
