@@ -34,7 +34,6 @@ protected route.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -54,7 +53,7 @@ from ..issuer import OAuthError, _ratelimit
 from ..issuer._runtime import store_unavailable
 from ..resource.principal import Principal
 from ..store import DelegationRecord
-from ._issuer import MAX_BODY_SECONDS, IssuerEndpoints, _log_bug, oauth_error_response
+from ._issuer import IssuerEndpoints, _log_bug, oauth_error_response, read_bounded_body
 from ._openapi import REFUSAL_SCHEMA
 from ._security import PrincipalDependency, refuse_revoked
 
@@ -299,25 +298,9 @@ async def read_json(request: Request) -> Any:
     media_type = (request.headers.get("content-type") or "").partition(";")[0]
     if media_type.strip().lower() != JSON_TYPE:
         raise _invalid("json_media_type", f"The request body must be {JSON_TYPE}", status=415)
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise _invalid("json_content_length", "Invalid Content-Length")
-        if int(declared) > MAX_BODY_BYTES:
-            raise _invalid("json_too_large", "The request body is too large", status=413)
-    body = bytearray()
+    body = await read_bounded_body(request, limit=MAX_BODY_BYTES, kind="json")
     try:
-        async with asyncio.timeout(MAX_BODY_SECONDS):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise _invalid("json_too_large", "The request body is too large", status=413)
-    except TimeoutError:
-        raise _invalid(
-            "json_too_slow", "The request body was not received in time", status=408
-        ) from None
-    try:
-        return strict_json(bytes(body))
+        return strict_json(body)
     except ValueError:  # UnicodeDecodeError, lone surrogates, duplicates, depth...
         raise _invalid("json_malformed", "The request body is not a valid JSON object") from None
 

@@ -214,6 +214,37 @@ def _invalid(reason: str, description: str, *, status: int = 400) -> OAuthError:
     return OAuthError("invalid_request", description, reason=reason, status=status)
 
 
+async def read_bounded_body(request: Request, *, limit: int, kind: str) -> bytes:
+    """The request's body, read as it arrives and cut off at ``limit`` bytes.
+
+    A declared ``Content-Length`` beyond ``limit`` is refused before reading, a
+    chunked body as soon as it passes it, and a body still arriving after
+    `MAX_BODY_SECONDS` is refused too.
+
+    Raises:
+        OAuthError: ``invalid_request``: 400 ``<kind>_content_length``, 413
+            ``<kind>_too_large``, 408 ``<kind>_too_slow``.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise _invalid(f"{kind}_content_length", "Invalid Content-Length")
+        if int(declared) > limit:
+            raise _invalid(f"{kind}_too_large", "The request body is too large", status=413)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(MAX_BODY_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise _invalid(f"{kind}_too_large", "The request body is too large", status=413)
+    except TimeoutError:
+        raise _invalid(
+            f"{kind}_too_slow", "The request body was not received in time", status=408
+        ) from None
+    return bytes(body)
+
+
 async def read_form(request: Request) -> dict[str, str]:
     """The request's form parameters, each present once.
 
@@ -234,23 +265,7 @@ async def read_form(request: Request) -> dict[str, str]:
         name, _, value = parameter.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
             raise _invalid("form_charset", "The request body must be UTF-8")
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise _invalid("form_content_length", "Invalid Content-Length")
-        if int(declared) > MAX_FORM_BYTES:
-            raise _invalid("form_too_large", "The request body is too large", status=413)
-    body = bytearray()
-    try:
-        async with asyncio.timeout(MAX_BODY_SECONDS):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_FORM_BYTES:
-                    raise _invalid("form_too_large", "The request body is too large", status=413)
-    except TimeoutError:
-        raise _invalid(
-            "form_too_slow", "The request body was not received in time", status=408
-        ) from None
+    body = await read_bounded_body(request, limit=MAX_FORM_BYTES, kind="form")
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(
