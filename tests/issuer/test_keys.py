@@ -570,6 +570,13 @@ def test_cli_list_rotate_revoke(store_url: str) -> None:
     assert by_kid[active["kid"]]["state"] == "revoked"
     assert by_kid[nxt["kid"]]["state"] == "next"
 
+    # A key id is base64url: one in 64 starts with "-", and is still a key id, not an option.
+    dashed = keys_cli("revoke", "-ZCwhuR9RIe6_PMd9HCodC8pH7JiCQDmLC-z9T0vkuE", "--store", store_url)
+    assert dashed.exit_code == 1, dashed.stderr
+    assert "no signing key with the id '-ZCwhuR9RIe6_PMd9HCodC8pH7JiCQDmLC-z9T0vkuE'" in (
+        dashed.stderr
+    )
+
     table = keys_cli("list", "--store", store_url).stdout
     assert table.splitlines()[0].split()[:3] == ["KID", "ALG", "STATE"]
     assert len(table.splitlines()) == 4

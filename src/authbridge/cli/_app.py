@@ -97,9 +97,17 @@ def group(name: str, help: str) -> typer.Typer:
     )
 
 
-def group_command(owner: typer.Typer, name: str, summary: str) -> Callable[[F], F]:
-    """Register a command of a group with the plain help format (see `command`)."""
-    return owner.command(name, cls=Command, short_help=summary)
+def group_command(
+    owner: typer.Typer, name: str, summary: str, *, dash_arguments: bool = False
+) -> Callable[[F], F]:
+    """Register a command of a group with the plain help format (see `command`).
+
+    With ``dash_arguments``, an argument that starts with ``-`` and names no
+    option is taken as an argument (a key id is base64url: it may start with
+    ``-``), so ``authbridge keys revoke -ZCw...`` works without ``--``.
+    """
+    settings = {"ignore_unknown_options": True} if dash_arguments else None
+    return owner.command(name, cls=Command, short_help=summary, context_settings=settings)
 
 
 def fail(message: str, code: int) -> NoReturn:

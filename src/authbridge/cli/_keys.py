@@ -43,8 +43,8 @@ keys_app = group(
 )
 
 
-def _command(name: str, summary: str) -> Callable[[F], F]:
-    return group_command(keys_app, name, summary)
+def _command(name: str, summary: str, *, dash_arguments: bool = False) -> Callable[[F], F]:
+    return group_command(keys_app, name, summary, dash_arguments=dash_arguments)
 
 
 class Algorithm(StrEnum):
@@ -237,7 +237,9 @@ def rotate(
         typer.echo(f"{'Revoked' if info.revoked_at else 'Retired'} signing key {info.kid}.")
 
 
-@_command("revoke", "Withdraw one signing key at once (its tokens are refused).")
+@_command(
+    "revoke", "Withdraw one signing key at once (its tokens are refused).", dash_arguments=True
+)
 def revoke(
     kid: Annotated[str, typer.Argument(metavar="KID", help="The key id (see keys list).")],
     store: StoreOption = None,
