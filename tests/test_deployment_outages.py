@@ -21,7 +21,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.engine import make_url
 from tests.conftest import FakeClock
 from tests.test_deployment_docs import section, table
-from tests.test_health import link_to, through
+from tests.test_health import through
 from typer.testing import CliRunner
 
 import store_support
@@ -36,6 +36,7 @@ from authbridge.jose import parse_compact
 from authbridge.store import ClientRecord, SQLStore, UserRecord
 from authbridge.store._composite import CompositeStore
 from authbridge.store._redis import RedisEphemeral
+from tcp_support import link_to
 
 postgres_database = store_support.postgres_database
 postgres_store_url = store_support.postgres_store_url

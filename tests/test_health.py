@@ -7,11 +7,9 @@ server that the test cuts (connections refused) or holds (accepted, never answer
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from authbridge.issuer._kek import new_kek
 from authbridge.store import SQLStore, Store
 from authbridge.store._composite import CompositeStore
 from authbridge.store._redis import RedisEphemeral
+from tcp_support import Link, link_to
 
 postgres_database = store_support.postgres_database
 postgres_store_url = store_support.postgres_store_url
@@ -39,91 +38,6 @@ ISSUER = "https://api.example.com"
 PASSWORD = "He4lth-Pa55word"
 PROVIDER = OIDCProvider("corp", issuer="https://login.example.org", audience=ISSUER)
 READY_OK = {"status": "ok", "checks": {"store": "ok", "keys": "ok"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Link:
-    """A TCP link to a real server, on a port of its own, that a test can cut.
-
-    ``refuse()``: nothing listens (connections refused) and every open connection is cut;
-    ``hold()``: connections are accepted and never answered, open ones cut; ``restore()``:
-    forwarding again, on the same port.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.mode = "forward"
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-        self.connections = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._open.add(writer)
-        try:
-            if self.mode == "hold":
-                await reader.read()  # until the client gives up
-                return
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-            self._open.add(up_writer)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    def _cut(self) -> None:
-        for writer in list(self._open):
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
-        self._open.clear()
-
-    async def refuse(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        self._cut()
-
-    async def hold(self) -> None:
-        self.mode = "hold"
-        self._cut()
-
-    async def restore(self) -> None:
-        self.mode = "forward"
-        if self._server is None:
-            await self.start()
-
-    async def aclose(self) -> None:
-        await self.refuse()
-
-
-async def _pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
-    try:
-        while data := await source.read(65536):
-            target.write(data)
-            await target.drain()
-    finally:
-        with contextlib.suppress(Exception):
-            target.close()
-
-
-@contextlib.asynccontextmanager
-async def link_to(port: int) -> AsyncIterator[Link]:
-    link = Link(port)
-    await link.start()
-    try:
-        yield link
-    finally:
-        await link.aclose()
 
 
 def through(url: str, link: Link) -> str:

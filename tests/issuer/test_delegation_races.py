@@ -10,7 +10,6 @@ succeeds, and every token it issued before is dead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from authbridge.errors import InvalidToken
 from authbridge.issuer import IssuerRuntime, OAuthError
+from tcp_support import link_to
 
 from .code_support import BOB, Clock, clock, postgres_database, postgres_store_url
 from .test_delegation_support import delegation_runtime, principal_of, refresh, user_token
@@ -33,60 +33,13 @@ DELAY = 0.0015
 FAMILIES = 6
 
 
-class LatencyProxy:
-    """A TCP proxy to ``port`` on 127.0.0.1 that delays every chunk by ``delay`` seconds."""
-
-    def __init__(self, port: int, delay: float) -> None:
-        self.target = port
-        self.delay = delay
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> LatencyProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ]
-        self._tasks.update(pipes)
-        for pipe in pipes:
-            pipe.add_done_callback(self._tasks.discard)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        for pipe in pipes:
-            pipe.cancel()
-        for stream in (writer, up_writer):
-            stream.close()
-
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while chunk := await source.read(65536):
-                await asyncio.sleep(self.delay)
-                sink.write(chunk)
-                await sink.drain()
-
-
 @pytest.fixture
 async def instances(
     postgres_store_url: str, clock: Clock
 ) -> AsyncIterator[tuple[IssuerRuntime, IssuerRuntime]]:
     direct = make_url(postgres_store_url)
-    async with LatencyProxy(direct.port or 5432, DELAY) as proxy:
-        url = direct.set(port=proxy.port).render_as_string(hide_password=False)
+    async with link_to(direct.port or 5432, delay=DELAY) as proxy:
+        url = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         first = await delegation_runtime(url, clock)
         second = await delegation_runtime(url, clock)
         try:

@@ -35,6 +35,7 @@ from authbridge.issuer._secrets import CLIENT_SECRET_PREFIX, hash_secret, new_se
 from authbridge.store import ClientRecord, SQLStore, UserRecord
 from authbridge.testing import ServedFakeIssuer
 from store_support import REQUIRE_POSTGRES, fresh_postgres_database, run_async
+from tcp_support import free_port
 
 from .flows import (
     CLI,
@@ -249,12 +250,6 @@ def open_cluster(
 
 
 # --- private servers ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(port: int, probe: bytes, *expected: bytes) -> bool:

@@ -19,7 +19,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,6 +36,7 @@ from store_support import (
     redis_prefix,
     require_redis,
 )
+from tcp_support import free_port
 
 __all__ = ["Proxy", "RedisServers", "redis_prefix", "script_sha"]
 
@@ -51,12 +51,6 @@ def script_sha(script: str) -> bytes:
 TAKE_SHA = script_sha(scripts.TAKE)
 HIT_SHA = script_sha(scripts.HIT)
 FIRST_USE_SHA = script_sha(scripts.FIRST_USE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Proxy:
