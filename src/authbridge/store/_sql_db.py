@@ -111,15 +111,6 @@ _failures: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, *_driver_e
 """What a database failure raises: SQLAlchemy's errors, and the drivers' own."""
 
 
-def safe_url(url: str | URL) -> str:
-    """The URL as text with any password hidden (for messages)."""
-    try:
-        parsed = url if isinstance(url, URL) else make_url(url)
-    except sa_exc.ArgumentError:
-        return "<unparsable store URL>"
-    return parsed.render_as_string(hide_password=True)
-
-
 def parse_url(url: str) -> tuple[URL, Dialect]:
     """The SQLAlchemy URL with its async driver, and its dialect.
 
